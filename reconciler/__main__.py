@@ -1,0 +1,7 @@
+"""``python -m reconciler`` is the same as the ``reconciler`` console script."""
+
+import sys
+
+from reconciler.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""Every Prometheus metric the bot exports, on a registry of its own.
+
+One place defines names, types and labels, so the dashboard, the alert rules and the README table can
+be checked against it. Labels are the guild id and small fixed enums only: never a user name or id,
+which would make the series count grow with the member count.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHANGE_KINDS",
+    "DRIFT_KINDS",
+    "ERROR_STAGES",
+    "RUN_KINDS",
+    "RUN_OUTCOMES",
+    "TRIGGERS",
+    "Metrics",
+]
+
+import typing
+
+import prometheus_client
+
+TRIGGERS: typing.Final = ("startup", "gateway", "command", "schedule")
+RUN_KINDS: typing.Final = ("users", "roles", "cleanup", "full", "drift_check", "relist")
+RUN_OUTCOMES: typing.Final = ("success", "partial", "refused", "failed", "skipped")
+DRIFT_KINDS: typing.Final = ("missing", "stale", "departed", "rejoined", "role_links", "roles")
+CHANGE_KINDS: typing.Final = (
+    "member_created",
+    "member_updated",
+    "member_left",
+    "member_rejoined",
+    "member_inactive",
+    "role_link_added",
+    "role_link_removed",
+    "role_created",
+    "role_updated",
+    "role_deleted",
+)
+ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
+
+# Buckets sized for what is measured: a reconcile runs milliseconds to minutes; a query, micro to seconds.
+_RUN_BUCKETS: typing.Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_LAG_BUCKETS: typing.Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DB_BUCKETS: typing.Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The bot's metrics; one instance per application, so tests can run several side by side."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry or prometheus_client.CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        # What Discord says and what the database holds.
+        self.discord_members = prometheus_client.Gauge(
+            "reconciler_discord_members", "Members of the guild on Discord (hikari's cache).", ["guild"], registry=r
+        )
+        self.database_members = prometheus_client.Gauge(
+            "reconciler_database_members", "Member rows in the database by status.", ["guild", "status"], registry=r
+        )
+        self.coverage_ratio = prometheus_client.Gauge(
+            "reconciler_coverage_ratio",
+            "Members on Discord that are active or inactive in the database, over members on Discord.",
+            ["guild"],
+            registry=r,
+        )
+        self.drift = prometheus_client.Gauge(
+            "reconciler_drift",
+            "Differences between Discord and the database found by the last check, by kind.",
+            ["guild", "kind"],
+            registry=r,
+        )
+        self.guild_ready = prometheus_client.Gauge(
+            "reconciler_guild_ready", "1 once the guild's member chunking has completed.", ["guild"], registry=r
+        )
+        self.chunking_progress = prometheus_client.Gauge(
+            "reconciler_chunking_progress_ratio",
+            "Member chunks received over chunks expected for the guild's current request.",
+            ["guild"],
+            registry=r,
+        )
+
+        # Reconcile runs.
+        self.sync_runs = prometheus_client.Counter(
+            "reconciler_sync_runs",
+            "Reconcile runs by trigger, kind and outcome.",
+            ["guild", "trigger", "kind", "outcome"],
+            registry=r,
+        )
+        self.sync_duration = prometheus_client.Histogram(
+            "reconciler_sync_duration_seconds",
+            "Wall time of a reconcile run.",
+            ["kind"],
+            buckets=_RUN_BUCKETS,
+            registry=r,
+        )
+        self.changes_applied = prometheus_client.Counter(
+            "reconciler_changes_applied", "Changes written to the database by kind.", ["guild", "kind"], registry=r
+        )
+        self.errors = prometheus_client.Counter(
+            "reconciler_errors", "Errors by stage (a member that failed to write counts once).", ["stage"], registry=r
+        )
+        self.last_success = prometheus_client.Gauge(
+            "reconciler_last_successful_reconcile_timestamp_seconds",
+            "Unix time of the guild's last reconcile that ended in success.",
+            ["guild"],
+            registry=r,
+        )
+        self.queue_depth = prometheus_client.Gauge(
+            "reconciler_queue_depth", "Guilds with a reconcile request waiting in the queue.", registry=r
+        )
+        self.runs_in_progress = prometheus_client.Gauge(
+            "reconciler_runs_in_progress", "Reconcile runs executing now.", registry=r
+        )
+
+        # The live path.
+        self.gateway_events = prometheus_client.Counter(
+            "reconciler_gateway_events", "Gateway events handled by type.", ["type"], registry=r
+        )
+        self.event_lag = prometheus_client.Histogram(
+            "reconciler_event_lag_seconds",
+            "Time from a gateway event's arrival to its change being committed in the database.",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.activity_buffer = prometheus_client.Gauge(
+            "reconciler_activity_buffer_size",
+            "Distinct (guild, user, day) activity entries waiting to be flushed.",
+            registry=r,
+        )
+        self.db_latency = prometheus_client.Histogram(
+            "reconciler_db_operation_seconds",
+            "Latency of database operations.",
+            ["operation"],
+            buckets=_DB_BUCKETS,
+            registry=r,
+        )
+        self.gateway_connected = prometheus_client.Gauge(
+            "reconciler_gateway_connected", "1 while the shard's gateway session is alive.", ["shard"], registry=r
+        )
+        self.heartbeat_latency = prometheus_client.Gauge(
+            "reconciler_gateway_heartbeat_latency_seconds",
+            "Last heartbeat round trip of the shard.",
+            ["shard"],
+            registry=r,
+        )
+        self.database_up = prometheus_client.Gauge(
+            "reconciler_database_up", "1 if the last database ping succeeded.", registry=r
+        )
+
+        # The scheduler.
+        self.job_runs = prometheus_client.Counter(
+            "reconciler_scheduler_job_runs", "Scheduled job runs by job and outcome.", ["job", "outcome"], registry=r
+        )
+        self.job_missed = prometheus_client.Counter(
+            "reconciler_scheduler_job_missed", "Scheduled runs missed (misfired or skipped).", ["job"], registry=r
+        )
+        self.job_last_run = prometheus_client.Gauge(
+            "reconciler_scheduler_job_last_run_timestamp_seconds",
+            "Unix time the job last ran.",
+            ["job"],
+            registry=r,
+        )
+        self.job_duration = prometheus_client.Histogram(
+            "reconciler_scheduler_job_duration_seconds",
+            "Wall time of a scheduled job.",
+            ["job"],
+            buckets=_RUN_BUCKETS,
+            registry=r,
+        )
+
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage=stage)
+
+    def exposition(self) -> bytes:
+        """The classic text format (promtool misreads OpenMetrics)."""
+        return prometheus_client.generate_latest(self.registry)

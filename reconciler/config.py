@@ -16,6 +16,7 @@ __all__ = [
     "Settings",
     "SyncSettings",
     "load_settings",
+    "settings_from",
 ]
 
 import contextvars
@@ -253,5 +254,14 @@ def load_settings(path: pathlib.Path | None = None) -> Settings:
         more = exc.error_count() - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(_describe(first, path) + suffix) from None
+    finally:
+        _config_path.reset(token)
+
+
+def settings_from(values: typing.Mapping[str, typing.Any]) -> Settings:
+    """Settings from explicit values and defaults only, no file (the demo and tests build them so)."""
+    token = _config_path.set(pathlib.Path(os.devnull))
+    try:
+        return Settings(**values)
     finally:
         _config_path.reset(token)

@@ -1,0 +1,200 @@
+"""The composition root: builds every part from the settings, starts them in order, stops them in reverse.
+
+Only this module knows every part. Start order: database (migrated), metrics server, bot (not yet
+connected), activity buffer, queue, listeners, gateway, scheduler. Stop order is the reverse, so
+intake stops first, the queue drains against a still-filled cache, activity is flushed, then the
+gateway and the database close.
+"""
+
+from __future__ import annotations
+
+__all__ = ["App", "running_app"]
+
+import asyncio
+import contextlib
+import logging
+import time
+import typing
+
+import attrs
+
+from reconciler.activity import ActivityBuffer
+from reconciler.discord.bot import build_bot, start_bot
+from reconciler.discord.cache_reader import CacheReader
+from reconciler.discord.listeners import GatewayListeners
+from reconciler.discord.readiness import GuildReadiness
+from reconciler.observability.metrics import Metrics
+from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
+from reconciler.observability.server import MetricsServer
+from reconciler.reconcile import Reconciler, SyncQueue
+from reconciler.store import SqlStore
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import hikari
+
+    from reconciler.config import Settings
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+# Runs are cheap to start and long to finish; on SQLite a second writer only waits for the first.
+_WORKERS_SQLITE: typing.Final = 1
+_WORKERS_POSTGRES: typing.Final = 4
+_DRAIN_SECONDS: typing.Final = 6.0
+
+
+@attrs.define(kw_only=True)
+class App:
+    """The running parts, for the CLI, the demo and the end-to-end tests."""
+
+    settings: Settings
+    metrics: Metrics
+    store: SqlStore
+    bot: hikari.GatewayBot
+    readiness: GuildReadiness
+    reader: CacheReader
+    reconciler: Reconciler
+    queue: SyncQueue
+    activity: ActivityBuffer
+    listeners: GatewayListeners
+    metrics_server: MetricsServer | None
+
+    def guild_ids(self) -> list[int]:
+        return self.readiness.guild_ids()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until every guild the gateway announced has its member list."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ids = self.readiness.guild_ids()
+            if ids and all(self.readiness.is_ready(g) for g in ids):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no reconcile request is queued or running (tests and the demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.queue.depth and not self.queue.busy:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+def _gateway_check(bot: hikari.GatewayBot) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        down = [shard_id for shard_id, shard in bot.shards.items() if not shard.is_alive]
+        if not bot.shards:
+            return CheckResult.failed("gateway not started")
+        if down:
+            return CheckResult.failed(f"shards down: {down}")
+        return CheckResult.passed()
+
+    return check
+
+
+def _guilds_check(readiness: GuildReadiness) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        if not readiness.guild_ids():
+            return CheckResult.failed("no guild received yet")
+        waiting = readiness.not_ready()
+        if waiting:
+            progress = readiness.progress(waiting[0])
+            detail = progress.describe() if progress else "unknown"
+            return CheckResult.failed(f"{len(waiting)} guild(s) not ready; {waiting[0]}: {detail}")
+        return CheckResult.passed()
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    settings: Settings,
+    *,
+    rest_url: str | None = None,
+    metrics: Metrics | None = None,
+    serve_metrics: bool = True,
+) -> AsyncIterator[App]:
+    """Start everything; on exit stop it in order. ``rest_url`` overrides the setting (sandbox)."""
+    metrics = metrics or Metrics()
+    async with contextlib.AsyncExitStack() as stack:
+        store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size)
+        stack.push_async_callback(store.close)
+        await store.upgrade()
+
+        database_check = PeriodicCheck("database", _ping(store), interval=5.0, gauge=metrics.database_up)
+        await stack.enter_async_context(database_check)
+
+        bot = build_bot(settings.discord, rest_url=rest_url)
+        readiness = GuildReadiness()
+        reader = CacheReader(bot.cache, readiness)
+        reconciler = Reconciler(store=store, desired=reader, metrics=metrics, settings=settings.sync)
+        workers = _WORKERS_SQLITE if store.dialect == "sqlite" else _WORKERS_POSTGRES
+        queue = SyncQueue(
+            reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers
+        )
+        activity = ActivityBuffer(store=store, metrics=metrics, flush_seconds=settings.sync.activity_flush_seconds)
+        listeners = GatewayListeners(
+            bot=bot, readiness=readiness, queue=queue, activity=activity, store=store, metrics=metrics
+        )
+
+        server: MetricsServer | None = None
+        if serve_metrics:
+            probe = NamedChecks(
+                {"gateway": _gateway_check(bot), "database": database_check, "guilds": _guilds_check(readiness)}
+            )
+            obs = settings.observability
+            server = await stack.enter_async_context(
+                MetricsServer(metrics, probe, host=obs.metrics_host, port=obs.metrics_port)
+            )
+
+        stack.push_async_callback(_close_bot, bot)
+        activity.start()
+        stack.push_async_callback(activity.stop)
+        queue.start()
+        stack.push_async_callback(queue.stop, timeout=_DRAIN_SECONDS)
+        listeners.subscribe()
+        stack.callback(listeners.close)
+
+        await start_bot(bot, settings.discord)
+        heartbeat = asyncio.create_task(_publish_heartbeats(bot, metrics), name="heartbeat-metrics")
+        stack.callback(heartbeat.cancel)
+
+        yield App(
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            bot=bot,
+            readiness=readiness,
+            reader=reader,
+            reconciler=reconciler,
+            queue=queue,
+            activity=activity,
+            listeners=listeners,
+            metrics_server=server,
+        )
+        _LOGGER.info("shutting down")
+
+
+def _ping(store: SqlStore) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
+    async def check() -> CheckResult:
+        return CheckResult.passed() if await store.ping() else CheckResult.failed("database does not answer")
+
+    return check
+
+
+async def _close_bot(bot: hikari.GatewayBot) -> None:
+    with contextlib.suppress(Exception):
+        await bot.close()
+
+
+async def _publish_heartbeats(bot: hikari.GatewayBot, metrics: Metrics) -> None:
+    while True:
+        for shard_id, shard in bot.shards.items():
+            latency = shard.heartbeat_latency
+            if latency == latency:  # NaN until the first ACK
+                metrics.heartbeat_latency.labels(shard=str(shard_id)).set(latency)
+            metrics.gateway_connected.labels(shard=str(shard_id)).set(1 if shard.is_alive else 0)
+        await asyncio.sleep(5.0)

@@ -1,0 +1,111 @@
+"""The desired state: what hikari's gateway cache says about a guild, as plain domain values.
+
+hikari updates its cache before it dispatches an event, so a listener that reads here sees the state
+the event produced. Reading is synchronous and never awaits: a snapshot is one consistent instant.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CacheReader"]
+
+import logging
+import typing
+
+from reconciler.domain import GuildSnapshot, MemberState, RoleState, Scope
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Container
+
+    import hikari
+
+    from reconciler.discord.readiness import GuildReadiness
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+
+def member_state(member: hikari.Member, known_roles: Container[int]) -> MemberState:
+    """One hikari member as the replica stores it.
+
+    @everyone is implied, never a link. Role ids the guild does not have (a role deleted since the
+    member was cached: Discord sends no member update for that) are dropped, as Discord itself would.
+    """
+    user = member.user
+    guild_id = member.guild_id
+    return MemberState(
+        user_id=int(user.id),
+        username=user.username,
+        global_name=user.global_name,
+        avatar_hash=user.avatar_hash,
+        is_bot=user.is_bot,
+        nickname=member.nickname,
+        joined_at=member.joined_at,
+        role_ids=frozenset(int(r) for r in member.role_ids if r != guild_id and r in known_roles),
+    )
+
+
+def role_state(role: hikari.Role) -> RoleState:
+    return RoleState(
+        role_id=int(role.id),
+        name=role.name,
+        color=int(role.color),
+        position=role.position,
+        permissions=int(role.permissions),
+        managed=role.is_managed,
+    )
+
+
+class CacheReader:
+    """Reads guild state out of hikari's cache (the narrow read-only `hikari.api.Cache`), behind the gate."""
+
+    def __init__(self, cache: hikari.api.Cache, readiness: GuildReadiness) -> None:
+        self._cache = cache
+        self._readiness = readiness
+
+    def is_ready(self, guild_id: int) -> bool:
+        return self._readiness.is_ready(guild_id)
+
+    def ready_token(self, guild_id: int) -> int | None:
+        """None while the guild is loading; otherwise a value that changes whenever the cache is refilled.
+
+        hikari clears the cache on GUILD_CREATE synchronously but tells our listener a moment later,
+        so a run compares the token taken with its snapshot to the one after its first database
+        round trip (by then the listener has run): equal tokens prove the snapshot was complete.
+        """
+        if not self._readiness.is_ready(guild_id):
+            return None
+        return self._readiness.generation(guild_id)
+
+    def snapshot(self, guild_id: int, scope: Scope) -> GuildSnapshot:
+        """Members in scope that are on the guild now, and its roles if the scope includes them."""
+        cached_roles = self._cache.get_roles_view_for_guild(guild_id)
+        known_roles = frozenset(int(r) for r in cached_roles)
+        members: dict[int, MemberState] = {}
+        if scope.user_ids is None:
+            for member in self._cache.get_members_view_for_guild(guild_id).values():
+                state = member_state(member, known_roles)
+                members[state.user_id] = state
+        else:
+            for user_id in scope.user_ids:
+                member = self._cache.get_member(guild_id, user_id)
+                if member is not None:
+                    members[user_id] = member_state(member, known_roles)
+        roles: dict[int, RoleState] = {}
+        if scope.roles:
+            roles = {int(r.id): role_state(r) for r in cached_roles.values()}
+        return GuildSnapshot(guild_id=guild_id, members=members, roles=roles, scope=scope)
+
+    def member_count(self, guild_id: int) -> int:
+        """Members in the cache now (what Discord says while the guild is ready)."""
+        return len(self._cache.get_members_view_for_guild(guild_id))
+
+    def reported_member_count(self, guild_id: int) -> int | None:
+        """The member count Discord put in the guild's last GUILD_CREATE."""
+        guild = self._cache.get_guild(guild_id)
+        return None if guild is None else guild.member_count
+
+    def guild_name(self, guild_id: int) -> str | None:
+        guild = self._cache.get_guild(guild_id)
+        return None if guild is None else guild.name
+
+    def guild_ids(self) -> list[int]:
+        return [int(g) for g in self._cache.get_available_guilds_view()]

@@ -1,0 +1,524 @@
+"""The reconciler: one path from any request to a database equal to Discord, and the queue that feeds it.
+
+Shape borrowed from controller-runtime: a request names a guild and a scope, never an event's content;
+the run reads both sides at that moment (level-triggered), so a missed event is repaired by the next
+run. Requests for one guild merge while they wait; one run per guild at a time; failures come back
+after an exponential back-off; a refusal is final until someone forces it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DesiredState", "Reconciler", "SyncQueue"]
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+import typing
+
+import attrs
+
+from reconciler.domain import ChangeCounts, ChangeSet, Scope, compare_fingerprints, plan_changes
+from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from reconciler.config import SyncSettings
+    from reconciler.domain import GuildSnapshot
+    from reconciler.observability.metrics import Metrics
+    from reconciler.store.api import Store
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+ProgressListener = typing.Callable[[RunProgress], "Awaitable[None]"]
+
+
+class GuildNotReady(Exception):
+    """The guild's member list is still being loaded; the request waits for it."""
+
+
+class DesiredState(typing.Protocol):
+    """Where Discord's state comes from (hikari's cache in the bot)."""
+
+    def snapshot(self, guild_id: int, scope: Scope) -> GuildSnapshot: ...
+
+    def is_ready(self, guild_id: int) -> bool: ...
+
+    def ready_token(self, guild_id: int) -> int | None:
+        """None while loading; changes whenever the guild's member list is reloaded."""
+        ...
+
+    def member_count(self, guild_id: int) -> int: ...
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _is_terminal(exc: BaseException) -> bool:
+    """Errors that another attempt cannot fix: a bug, not an outage."""
+    return isinstance(exc, (TypeError, ValueError, AttributeError, KeyError, NotImplementedError))
+
+
+class Reconciler:
+    """Runs one request against one guild: read both sides, diff, guard, apply, record."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        desired: DesiredState,
+        metrics: Metrics,
+        settings: SyncSettings,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        self._store = store
+        self._desired = desired
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def guild_lock(self, guild_id: int) -> asyncio.Lock:
+        """Held by every run and drift check of the guild in this process."""
+        lock = self._locks.get(guild_id)
+        if lock is None:
+            lock = self._locks[guild_id] = asyncio.Lock()
+        return lock
+
+    async def run(self, request: SyncRequest, progress: ProgressListener | None = None) -> RunReport:
+        """Reconcile the guild for the request's scope; never raises for a member's error."""
+        started = time.monotonic()
+        guild_id = request.guild_id
+        state = RunProgress(
+            guild_id=guild_id,
+            kind=request.kind,
+            trigger=request.trigger,
+            requested_by=request.requested_by,
+            phase="reading Discord and the database",
+        )
+
+        async def report_progress(done: int, total: int, phase: str = "writing") -> None:
+            nonlocal state
+            state = attrs.evolve(state, phase=phase, done=done, total=total)
+            if progress is not None:
+                await progress(state)
+
+        run_id = await self._store.start_run(
+            guild_id, kind=request.kind.value, trigger=request.trigger.value, requested_by=request.requested_by
+        )
+        try:
+            async with self.guild_lock(guild_id), self._store.guild_lock(guild_id):
+                if progress is not None:
+                    await progress(state)
+                report = await self._reconcile(request, report_progress)
+        except GuildNotReady:
+            report = RunReport(
+                guild_id=guild_id,
+                kind=request.kind,
+                trigger=request.trigger,
+                outcome=Outcome.SKIPPED,
+                reason="guild not ready: its member list is still loading",
+            )
+        except Exception as exc:
+            _LOGGER.exception("reconcile failed", extra={"guild_id": guild_id, "kind": request.kind.value})
+            self._metrics.errors.labels(stage="store").inc()
+            report = RunReport(
+                guild_id=guild_id,
+                kind=request.kind,
+                trigger=request.trigger,
+                outcome=Outcome.FAILED,
+                reason=f"{type(exc).__name__}: {exc}"[:500],
+            )
+            report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
+            await self._finish(report, request)
+            raise
+        report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
+        await self._finish(report, request)
+        return report
+
+    async def _reconcile(
+        self, request: SyncRequest, report_progress: Callable[[int, int, str], Awaitable[None]]
+    ) -> RunReport:
+        guild_id = request.guild_id
+        if not self._desired.is_ready(guild_id):
+            raise GuildNotReady(guild_id)
+        changes = await self._plan(guild_id, request.scope, force=request.force)
+        refusal = self._guard(request, changes)
+        if refusal is not None:
+            self._metrics.errors.labels(stage="guard").inc()
+            _LOGGER.warning("mass departure refused", extra={"guild_id": guild_id, "reason": refusal})
+            return RunReport(
+                guild_id=guild_id,
+                kind=request.kind,
+                trigger=request.trigger,
+                outcome=Outcome.REFUSED,
+                counts=changes.counts,
+                reason=refusal,
+            )
+        total = changes.member_operations
+
+        async def on_batch(done: int, _total: int) -> None:
+            await report_progress(done, total, "writing")
+
+        errors = 0
+        sample: tuple[tuple[int, str], ...] = ()
+        counts = changes.counts
+        if not changes.is_empty:
+            started = time.monotonic()
+            result = await self._store.apply(guild_id, changes, on_progress=on_batch)
+            self._metrics.db_latency.labels(operation="apply").observe(time.monotonic() - started)
+            errors, sample, counts = result.errors, result.error_sample, result.counts
+            self._count_changes(guild_id, counts)
+        if request.scope.all_members:
+            await self._store.set_reconciled(guild_id, self._clock())
+        inactive = links_pruned = 0
+        if request.cleanup_days is not None:
+            await report_progress(total, total, "cleanup")
+            cutoff = self._clock() - datetime.timedelta(days=request.cleanup_days)
+            inactive = await self._store.mark_inactive(guild_id, cutoff=cutoff)
+            links_pruned = await self._store.prune_deleted_role_links(guild_id)
+            if inactive:
+                self._metrics.changes_applied.labels(guild=str(guild_id), kind="member_inactive").inc(inactive)
+        return RunReport(
+            guild_id=guild_id,
+            kind=request.kind,
+            trigger=request.trigger,
+            outcome=Outcome.PARTIAL if errors else Outcome.SUCCESS,
+            counts=counts,
+            inactive=inactive,
+            links_pruned=links_pruned,
+            errors=errors,
+            error_sample=sample,
+        )
+
+    async def _plan(self, guild_id: int, scope: Scope, *, force: bool) -> ChangeSet:
+        """Read both sides and diff; only members whose fingerprint differs are loaded in full."""
+        token = self._desired.ready_token(guild_id)
+        if token is None:
+            raise GuildNotReady(guild_id)
+        desired = self._desired.snapshot(guild_id, scope)
+        started = time.monotonic()
+        if force:
+            actual = await self._store.load_snapshot(guild_id, scope)
+            changes = plan_changes(desired, actual, force=True)
+        else:
+            stored = await self._store.load_fingerprints(guild_id, scope)
+            comparison = compare_fingerprints(desired, stored)
+            actual = await self._store.load_snapshot(guild_id, scope.narrow(comparison.dirty))
+            changes = plan_changes(desired, actual).add_unchanged(comparison.clean)
+        self._metrics.db_latency.labels(operation="load_snapshot").observe(time.monotonic() - started)
+        # After a database round trip any GUILD_CREATE that emptied the cache under the snapshot has
+        # reached the readiness listener: an unchanged token proves the snapshot was whole.
+        if self._desired.ready_token(guild_id) != token:
+            raise GuildNotReady(guild_id)
+        return changes
+
+    async def plan(self, guild_id: int, scope: Scope | None = None) -> ChangeSet:
+        """The change set a run would apply now, without applying it (drift check, `/sync stats`)."""
+        if not self._desired.is_ready(guild_id):
+            raise GuildNotReady(guild_id)
+        async with self.guild_lock(guild_id):
+            return await self._plan(guild_id, scope or Scope.everything(), force=False)
+
+    def _guard(self, request: SyncRequest, changes: ChangeSet) -> str | None:
+        """Refuse a run that would mark too many members left on evidence other than the gateway's."""
+        if request.allow_departures:
+            return None
+        unconfirmed = sum(1 for uid in changes.members_to_leave if uid not in request.confirmed_departures)
+        if not unconfirmed:
+            return None
+        # Against the whole guild, not the scope: leaving 1 of 1 scoped member is not a mass departure.
+        in_scope = changes.counts.unchanged + changes.counts.updated + changes.departures
+        present = max(in_scope, self._desired.member_count(request.guild_id) + changes.departures)
+        limit = self._settings.max_departure_ratio * max(present, 1)
+        if unconfirmed <= limit:
+            return None
+        return (
+            f"would mark {unconfirmed:,} of {present:,} members as left "
+            f"(more than {self._settings.max_departure_ratio:.0%}); run /sync full confirm:true if this is real"
+        )
+
+    def _count_changes(self, guild_id: int, counts: ChangeCounts) -> None:
+        guild = str(guild_id)
+        for kind, value in (
+            ("member_created", counts.created),
+            ("member_updated", counts.updated),
+            ("member_left", counts.left),
+            ("member_rejoined", counts.rejoined),
+            ("role_link_added", counts.links_added),
+            ("role_link_removed", counts.links_removed),
+            ("role_created", counts.roles_created),
+            ("role_updated", counts.roles_updated),
+            ("role_deleted", counts.roles_deleted),
+        ):
+            if value:
+                self._metrics.changes_applied.labels(guild=guild, kind=kind).inc(value)
+
+    async def _finish(self, report: RunReport, request: SyncRequest) -> None:
+        guild = str(report.guild_id)
+        self._metrics.sync_runs.labels(
+            guild=guild, trigger=report.trigger.value, kind=report.kind.value, outcome=report.outcome.value
+        ).inc()
+        self._metrics.sync_duration.labels(kind=report.kind.value).observe(report.duration)
+        if report.errors:
+            self._metrics.errors.labels(stage="store").inc(report.errors)
+        if report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL):
+            now = time.monotonic()
+            for arrived in request.event_times:
+                self._metrics.event_lag.observe(max(0.0, now - arrived))
+            if request.scope.all_members:
+                self._metrics.last_success.labels(guild=guild).set(time.time())
+        if report.run_id is not None:
+            sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
+            with contextlib.suppress(Exception):
+                await self._store.finish_run(
+                    report.run_id,
+                    outcome=report.outcome.value,
+                    created=report.counts.created,
+                    updated=report.counts.updated,
+                    unchanged=report.counts.unchanged,
+                    left=report.counts.left,
+                    inactive=report.inactive,
+                    errors=report.errors,
+                    error_sample=sample,
+                )
+        _LOGGER.info(
+            "reconcile finished",
+            extra={
+                "guild_id": report.guild_id,
+                "kind": report.kind.value,
+                "trigger": report.trigger.value,
+                "outcome": report.outcome.value,
+                "created": report.counts.created,
+                "updated": report.counts.updated,
+                "unchanged": report.counts.unchanged,
+                "left": report.counts.left,
+                "rejoined": report.counts.rejoined,
+                "errors": report.errors,
+                "duration_s": round(report.duration, 3),
+            },
+        )
+
+
+@attrs.define(kw_only=True)
+class _Pending:
+    request: SyncRequest
+    waiters: list[asyncio.Future[RunReport]] = attrs.field(factory=list[asyncio.Future[RunReport]])
+    listeners: list[ProgressListener] = attrs.field(factory=list[ProgressListener])
+    attempt: int = 0
+    not_before: float = 0.0
+
+    def absorb(self, other: _Pending) -> None:
+        self.request = self.request.merge(other.request)
+        self.waiters.extend(other.waiters)
+        self.listeners.extend(other.listeners)
+
+
+class SyncQueue:
+    """Merges requests per guild and runs them, one run per guild at a time, retrying with back-off."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        is_ready: Callable[[int], bool],
+        metrics: Metrics,
+        settings: SyncSettings,
+        workers: int = 1,
+    ) -> None:
+        self._reconciler = reconciler
+        self._is_ready = is_ready
+        self._metrics = metrics
+        self._settings = settings
+        self._workers = workers
+        self._pending: dict[int, _Pending] = {}
+        self._running: dict[int, RunProgress] = {}
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = True
+        self._timer: asyncio.TimerHandle | None = None
+
+    def submit(self, request: SyncRequest, *, progress: ProgressListener | None = None) -> asyncio.Future[RunReport]:
+        """Queue a request (merged with any waiting for the same guild); the future gets its run's report."""
+        future: asyncio.Future[RunReport] = asyncio.get_running_loop().create_future()
+        if not self._accepting:
+            future.set_exception(RuntimeError("the reconciler is shutting down"))
+            return future
+        entry = _Pending(request=request, waiters=[future], listeners=[progress] if progress else [])
+        waiting = self._pending.get(request.guild_id)
+        if waiting is None:
+            self._pending[request.guild_id] = entry
+        else:
+            waiting.absorb(entry)
+            # A person asked: do not make them wait out a back-off meant for a flapping database.
+            if request.trigger is Trigger.COMMAND:
+                waiting.not_before = 0.0
+        self._metrics.queue_depth.set(len(self._pending))
+        self._wakeup.set()
+        return future
+
+    def running(self, guild_id: int) -> RunProgress | None:
+        return self._running.get(guild_id)
+
+    def is_pending(self, guild_id: int) -> bool:
+        return guild_id in self._pending
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def notify_ready(self, guild_id: int) -> None:
+        """A guild's member list is complete: its parked requests may run now."""
+        if guild_id in self._pending:
+            self._wakeup.set()
+
+    def drop_guild(self, guild_id: int) -> None:
+        """The bot left the guild: nothing waiting for it can run any more."""
+        entry = self._pending.pop(guild_id, None)
+        if entry is not None:
+            for waiter in entry.waiters:
+                if not waiter.done():
+                    waiter.set_exception(GuildNotReady(guild_id))
+        self._metrics.queue_depth.set(len(self._pending))
+
+    def start(self) -> None:
+        for index in range(self._workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-worker-{index}"))
+
+    async def stop(self, *, timeout: float) -> None:
+        """Stop taking requests, let runs in flight (and ready ones waiting) finish, then cancel."""
+        self._accepting = False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (self._running or self._runnable() is not None):
+            self._wakeup.set()
+            await asyncio.sleep(0.05)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        for entry in self._pending.values():
+            for waiter in entry.waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        self._pending.clear()
+
+    def _runnable(self) -> int | None:
+        now = time.monotonic()
+        for guild_id, entry in self._pending.items():
+            if guild_id in self._running or entry.not_before > now:
+                continue
+            if self._is_ready(guild_id):
+                return guild_id
+        return None
+
+    def _arm_timer(self) -> None:
+        """Wake the workers when the earliest back-off ends."""
+        waits = [e.not_before for e in self._pending.values() if e.not_before > time.monotonic()]
+        if not waits:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, min(waits) - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+
+    async def _work(self) -> None:
+        while True:
+            guild_id = self._runnable()
+            if guild_id is None:
+                self._wakeup.clear()
+                self._arm_timer()
+                await self._wakeup.wait()
+                continue
+            entry = self._pending.pop(guild_id)
+            self._metrics.queue_depth.set(len(self._pending))
+            await self._execute(entry)
+
+    async def _execute(self, entry: _Pending) -> None:
+        request = entry.request
+        guild_id = request.guild_id
+        self._running[guild_id] = RunProgress(
+            guild_id=guild_id,
+            kind=request.kind,
+            trigger=request.trigger,
+            requested_by=request.requested_by,
+            phase="starting",
+        )
+        self._metrics.runs_in_progress.set(len(self._running))
+
+        async def fan_out(progress: RunProgress) -> None:
+            self._running[guild_id] = progress
+            for listener in entry.listeners:
+                try:
+                    await listener(progress)
+                except Exception:
+                    _LOGGER.exception("progress listener failed", extra={"guild_id": guild_id})
+
+        try:
+            report = await self._reconciler.run(request, fan_out)
+        except asyncio.CancelledError:
+            self._requeue(entry)
+            raise
+        except Exception as exc:
+            self._retry_or_fail(entry, exc)
+        else:
+            if report.outcome is Outcome.SKIPPED and self._accepting:
+                # Not ready after all (the cache was refilled under us): wait for readiness again.
+                self._requeue(entry)
+            else:
+                for waiter in entry.waiters:
+                    if not waiter.done():
+                        waiter.set_result(report)
+        finally:
+            self._running.pop(guild_id, None)
+            self._metrics.runs_in_progress.set(len(self._running))
+            self._wakeup.set()
+
+    def _requeue(self, entry: _Pending) -> None:
+        waiting = self._pending.get(entry.request.guild_id)
+        if waiting is not None:
+            entry.absorb(waiting)
+        self._pending[entry.request.guild_id] = entry
+        self._metrics.queue_depth.set(len(self._pending))
+
+    def _retry_or_fail(self, entry: _Pending, exc: Exception) -> None:
+        request = entry.request
+        failed = RunReport(
+            guild_id=request.guild_id,
+            kind=request.kind,
+            trigger=request.trigger,
+            outcome=Outcome.FAILED,
+            reason=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        for waiter in entry.waiters:
+            if not waiter.done():
+                waiter.set_result(failed)
+        entry.waiters.clear()
+        entry.listeners.clear()
+        entry.attempt += 1
+        if _is_terminal(exc) or entry.attempt >= self._settings.max_attempts or not self._accepting:
+            _LOGGER.error(
+                "reconcile given up",
+                extra={"guild_id": request.guild_id, "attempts": entry.attempt, "error": failed.reason},
+            )
+            return
+        delay = min(self._settings.retry_max_seconds, self._settings.retry_base_seconds * 2 ** (entry.attempt - 1))
+        entry.not_before = time.monotonic() + delay
+        _LOGGER.warning(
+            "reconcile retry scheduled",
+            extra={"guild_id": request.guild_id, "attempt": entry.attempt, "delay_s": delay},
+        )
+        self._requeue(entry)
+
+
+def startup_request(guild_id: int) -> SyncRequest:
+    """What a guild that just became ready gets: everything, roles included."""
+    return SyncRequest(guild_id=guild_id, scope=Scope.everything(), trigger=Trigger.STARTUP, kind=RunKind.USERS)

@@ -1,0 +1,78 @@
+"""End-to-end fixtures: the whole app (real hikari bot, real database) against the sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+import typing
+
+import pytest_asyncio
+from database_view import DatabaseView
+
+from reconciler.app import App, running_app
+from reconciler.config import settings_from
+from reconciler.sandbox import DiscordSandbox
+
+if typing.TYPE_CHECKING:
+    import pathlib
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from reconciler.config import Settings
+
+
+def app_settings(sandbox: DiscordSandbox, url: str, **sections: dict[str, typing.Any]) -> Settings:
+    values: dict[str, dict[str, typing.Any]] = {
+        "discord": {"token": sandbox.token, "rest_url": sandbox.rest_url},
+        "database": {"url": url, "batch_size": 500},
+        "sync": {"activity_flush_seconds": 0.2, "retry_base_seconds": 0.2},
+        "schedule": {"enabled": False},
+        "observability": {"metrics_address": "127.0.0.1:0"},
+    }
+    for name, overrides in sections.items():
+        values.setdefault(name, {}).update(overrides)
+    return settings_from(values)
+
+
+AppFactory: typing.TypeAlias = "Callable[..., Awaitable[App]]"
+
+
+@pytest_asyncio.fixture
+async def app_factory(tmp_path: pathlib.Path) -> AsyncIterator[AppFactory]:
+    """Starts the app against a sandbox and waits for every guild to be ready and reconciled."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(
+            sandbox: DiscordSandbox,
+            *,
+            url: str | None = None,
+            wait: bool = True,
+            **sections: dict[str, typing.Any],
+        ) -> App:
+            url = url or f"sqlite+aiosqlite:///{tmp_path / 'reconciler.db'}"
+            settings = app_settings(sandbox, url, **sections)
+            app = await stack.enter_async_context(running_app(settings))
+            if wait:
+                assert await app.wait_ready(60), "guilds never became ready"
+                assert await app.wait_idle(60), "start-up reconcile never finished"
+            return app
+
+        yield make
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[DiscordSandbox]:
+    async with DiscordSandbox() as sb:
+        yield sb
+
+
+@pytest_asyncio.fixture
+async def db_view_factory() -> AsyncIterator[Callable[[str], DatabaseView]]:
+    views: list[DatabaseView] = []
+
+    def make(url: str) -> DatabaseView:
+        view = DatabaseView(url)
+        views.append(view)
+        return view
+
+    yield make
+    for view in views:
+        await view.close()

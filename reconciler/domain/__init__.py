@@ -1,1 +1,48 @@
-"""domain."""
+"""The pure core: guild state values, fingerprints and the diff. No I/O, no hikari, no SQLAlchemy."""
+
+from __future__ import annotations
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "ActivityDelta",
+    "ChangeCounts",
+    "ChangeSet",
+    "FingerprintComparison",
+    "GuildSnapshot",
+    "MemberChange",
+    "MemberState",
+    "MemberStatus",
+    "RoleState",
+    "Scope",
+    "StoredFingerprints",
+    "StoredMember",
+    "StoredRole",
+    "StoredSnapshot",
+    "apply_to",
+    "compare_fingerprints",
+    "dirty_user_ids",
+    "fingerprint",
+    "merge_activity",
+    "plan_changes",
+]
+
+from reconciler.domain.activity import ActivityDelta, merge_activity
+from reconciler.domain.changes import ChangeCounts, ChangeSet, MemberChange, apply_to, plan_changes
+from reconciler.domain.fingerprints import (
+    FINGERPRINT_VERSION,
+    FingerprintComparison,
+    StoredFingerprints,
+    compare_fingerprints,
+    dirty_user_ids,
+    fingerprint,
+)
+from reconciler.domain.state import (
+    GuildSnapshot,
+    MemberState,
+    MemberStatus,
+    RoleState,
+    Scope,
+    StoredMember,
+    StoredRole,
+    StoredSnapshot,
+)

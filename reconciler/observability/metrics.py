@@ -13,6 +13,7 @@ __all__ = [
     "ERROR_STAGES",
     "RUN_KINDS",
     "RUN_OUTCOMES",
+    "SCHEDULER_JOBS",
     "TRIGGERS",
     "Metrics",
 ]
@@ -37,6 +38,8 @@ CHANGE_KINDS: typing.Final = (
     "role_updated",
     "role_deleted",
 )
+# The scheduler's jobs (the `job_name` label); the alert rules name them, so a new job belongs here too.
+SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
 
 # Buckets sized for what is measured: a reconcile runs milliseconds to minutes; a query, micro to seconds.
@@ -149,29 +152,37 @@ class Metrics:
             "reconciler_database_up", "1 if the last database ping succeeded.", registry=r
         )
 
-        # The scheduler.
+        # The scheduler. The label is `job_name`, not `job`: Prometheus sets `job` on every scraped series
+        # (the scrape job) and would rename ours to `exported_job`, so `by (job)` would silently group by
+        # the scrape job instead (kube-state-metrics names its label `job_name` for the same reason).
         self.job_runs = prometheus_client.Counter(
-            "reconciler_scheduler_job_runs", "Scheduled job runs by job and outcome.", ["job", "outcome"], registry=r
+            "reconciler_scheduler_job_runs",
+            "Scheduled job runs by job and outcome.",
+            ["job_name", "outcome"],
+            registry=r,
         )
         self.job_missed = prometheus_client.Counter(
-            "reconciler_scheduler_job_missed", "Scheduled runs missed (misfired or skipped).", ["job"], registry=r
+            "reconciler_scheduler_job_missed", "Scheduled runs missed (misfired or skipped).", ["job_name"], registry=r
         )
         self.job_last_run = prometheus_client.Gauge(
             "reconciler_scheduler_job_last_run_timestamp_seconds",
             "Unix time the job last ran.",
-            ["job"],
+            ["job_name"],
             registry=r,
         )
         self.job_duration = prometheus_client.Histogram(
             "reconciler_scheduler_job_duration_seconds",
             "Wall time of a scheduled job.",
-            ["job"],
+            ["job_name"],
             buckets=_RUN_BUCKETS,
             registry=r,
         )
 
+        # Series that exist from the start, so a rate or an alert over them has data before the first error.
         for stage in ERROR_STAGES:
             self.errors.labels(stage=stage)
+        for job in SCHEDULER_JOBS:
+            self.job_missed.labels(job_name=job)
 
     def exposition(self) -> bytes:
         """The classic text format (promtool misreads OpenMetrics)."""

@@ -1,0 +1,320 @@
+"""Ground truth held by the sandbox: users, guilds, roles, channels and members, as Discord knows them."""
+
+from __future__ import annotations
+
+__all__ = [
+    "UNSET",
+    "Channel",
+    "GroundTruth",
+    "Guild",
+    "Member",
+    "Role",
+    "UnknownEntityError",
+    "Unset",
+    "User",
+]
+
+import bisect
+import dataclasses
+import enum
+import logging
+import typing
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+
+class Unset(enum.Enum):
+    """Marker for "leave this field as it is" in partial updates."""
+
+    UNSET = enum.auto()
+
+
+UNSET: typing.Final = Unset.UNSET
+
+
+class UnknownEntityError(LookupError):
+    """An id the sandbox does not know; carries Discord's JSON error code for it."""
+
+    CODES: typing.ClassVar[dict[str, int]] = {
+        "application": 10002,
+        "channel": 10003,
+        "guild": 10004,
+        "member": 10007,
+        "message": 10008,
+        "role": 10011,
+        "user": 10013,
+        "webhook": 10015,
+        "interaction": 10062,
+        "command": 10063,
+    }
+
+    def __init__(self, kind: str, entity_id: object) -> None:
+        super().__init__(f"unknown {kind} {entity_id}")
+        self.kind = kind
+        self.entity_id = entity_id
+
+    @property
+    def code(self) -> int:
+        """Discord's JSON error code (`Unknown Guild` is 10004, ...)."""
+        return self.CODES.get(self.kind, 0)
+
+    @property
+    def discord_message(self) -> str:
+        """Discord's message text for this error, e.g. `Unknown Member`."""
+        return f"Unknown {self.kind.capitalize()}"
+
+
+@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
+class User:
+    """A Discord user; shared by every guild the user is in."""
+
+    id: int
+    username: str
+    global_name: str | None = None
+    avatar: str | None = None
+    bot: bool = False
+
+
+@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
+class Member:
+    """A user's membership of one guild; `wire` caches its JSON until it changes."""
+
+    user: User
+    nick: str | None = None
+    joined_at: str
+    roles: tuple[int, ...] = ()
+    wire: bytes | None = None
+
+
+@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
+class Role:
+    """A guild role; the @everyone role has the guild's id."""
+
+    id: int
+    name: str
+    color: int = 0
+    hoist: bool = False
+    position: int = 0
+    permissions: int = 0
+    managed: bool = False
+    mentionable: bool = False
+    bot_id: int | None = None
+
+
+@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
+class Channel:
+    """A guild channel (text channels are type 0)."""
+
+    id: int
+    guild_id: int
+    name: str
+    type: int = 0
+    position: int = 0
+    topic: str | None = None
+    parent_id: int | None = None
+    nsfw: bool = False
+    last_message_id: int | None = None
+
+
+@dataclasses.dataclass(slots=True, eq=False, kw_only=True)
+class Guild:
+    """A guild with its roles, channels and members (insertion-ordered)."""
+
+    id: int
+    name: str
+    owner_id: int
+    bot_joined_at: str
+    roles: dict[int, Role] = dataclasses.field(default_factory=dict[int, Role])
+    channels: dict[int, Channel] = dataclasses.field(default_factory=dict[int, Channel])
+    members: dict[int, Member] = dataclasses.field(default_factory=dict[int, Member])
+    preferred_locale: str = "en-US"
+    description: str | None = None
+    icon: str | None = None
+    features: list[str] = dataclasses.field(default_factory=list[str])
+    admin_user_id: int | None = None
+    unavailable: bool = False
+    sorted_ids_cache: list[int] | None = None
+
+    def sorted_member_ids(self) -> list[int]:
+        """Member user ids in ascending order (what REST pagination walks)."""
+        if self.sorted_ids_cache is None:
+            self.sorted_ids_cache = sorted(self.members)
+        return self.sorted_ids_cache
+
+    def member_ids_after(self, after: int, limit: int) -> list[int]:
+        """Up to `limit` member ids greater than `after`, ascending."""
+        ids = self.sorted_member_ids()
+        start = bisect.bisect_right(ids, after)
+        return ids[start : start + limit]
+
+
+class GroundTruth:
+    """Every entity the sandbox holds; mutations keep member JSON caches honest."""
+
+    __slots__ = ("channel_guild", "guilds", "users")
+
+    def __init__(self) -> None:
+        self.users: dict[int, User] = {}
+        self.guilds: dict[int, Guild] = {}
+        self.channel_guild: dict[int, int] = {}
+
+    # -- lookups -------------------------------------------------------------------------------------
+
+    def guild(self, guild_id: int) -> Guild:
+        """The guild, or UnknownEntityError."""
+        try:
+            return self.guilds[guild_id]
+        except KeyError:
+            raise UnknownEntityError("guild", guild_id) from None
+
+    def member(self, guild_id: int, user_id: int) -> Member:
+        """The member, or UnknownEntityError."""
+        try:
+            return self.guild(guild_id).members[user_id]
+        except KeyError:
+            raise UnknownEntityError("member", user_id) from None
+
+    def role(self, guild_id: int, role_id: int) -> Role:
+        """The role, or UnknownEntityError."""
+        try:
+            return self.guild(guild_id).roles[role_id]
+        except KeyError:
+            raise UnknownEntityError("role", role_id) from None
+
+    def channel(self, channel_id: int) -> Channel:
+        """The channel, or UnknownEntityError."""
+        try:
+            return self.guilds[self.channel_guild[channel_id]].channels[channel_id]
+        except KeyError:
+            raise UnknownEntityError("channel", channel_id) from None
+
+    def user(self, user_id: int) -> User:
+        """The user, or UnknownEntityError."""
+        try:
+            return self.users[user_id]
+        except KeyError:
+            raise UnknownEntityError("user", user_id) from None
+
+    # -- guilds --------------------------------------------------------------------------------------
+
+    def add_guild(self, guild: Guild) -> None:
+        """Register a guild and its channels; its members' users must already be known."""
+        if guild.id in self.guilds:
+            msg = f"guild {guild.id} already exists"
+            raise ValueError(msg)
+        self.guilds[guild.id] = guild
+        for channel_id in guild.channels:
+            self.channel_guild[channel_id] = guild.id
+
+    def remove_guild(self, guild_id: int) -> Guild:
+        """Forget a guild (the bot left it)."""
+        guild = self.guild(guild_id)
+        del self.guilds[guild_id]
+        for channel_id in guild.channels:
+            self.channel_guild.pop(channel_id, None)
+        return guild
+
+    # -- members -------------------------------------------------------------------------------------
+
+    def add_member(
+        self, guild_id: int, user: User, *, joined_at: str, nick: str | None, roles: typing.Iterable[int]
+    ) -> Member:
+        """Add (or re-add) a member; returns the stored member."""
+        guild = self.guild(guild_id)
+        role_ids = self._checked_roles(guild, roles)
+        known = self.users.setdefault(user.id, user)
+        member = guild.members.get(user.id)
+        if member is None:
+            member = Member(user=known, nick=nick, joined_at=joined_at, roles=role_ids)
+            guild.members[user.id] = member
+            guild.sorted_ids_cache = None
+        else:
+            member.nick = nick
+            member.roles = role_ids
+            member.wire = None
+        return member
+
+    def update_member(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        nick: str | Unset | None = UNSET,
+        roles: typing.Iterable[int] | Unset = UNSET,
+    ) -> Member:
+        """Change a member's nick and/or roles."""
+        guild = self.guild(guild_id)
+        member = self.member(guild_id, user_id)
+        if not isinstance(nick, Unset):
+            member.nick = nick
+        if not isinstance(roles, Unset):
+            member.roles = self._checked_roles(guild, roles)
+        member.wire = None
+        return member
+
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        username: str | Unset = UNSET,
+        global_name: str | Unset | None = UNSET,
+        avatar: str | Unset | None = UNSET,
+    ) -> list[int]:
+        """Change a user everywhere; returns the ids of the guilds the user is a member of."""
+        user = self.user(user_id)
+        if not isinstance(username, Unset):
+            user.username = username
+        if not isinstance(global_name, Unset):
+            user.global_name = global_name
+        if not isinstance(avatar, Unset):
+            user.avatar = avatar
+        guild_ids: list[int] = []
+        for guild in self.guilds.values():
+            member = guild.members.get(user_id)
+            if member is not None:
+                member.wire = None
+                guild_ids.append(guild.id)
+        return guild_ids
+
+    def remove_member(self, guild_id: int, user_id: int) -> Member:
+        """Remove a member (leave, kick or ban)."""
+        guild = self.guild(guild_id)
+        try:
+            member = guild.members.pop(user_id)
+        except KeyError:
+            raise UnknownEntityError("member", user_id) from None
+        guild.sorted_ids_cache = None
+        return member
+
+    # -- roles ---------------------------------------------------------------------------------------
+
+    def add_role(self, guild_id: int, role: Role) -> Role:
+        """Add a role to a guild."""
+        guild = self.guild(guild_id)
+        if role.id in guild.roles:
+            msg = f"role {role.id} already exists"
+            raise ValueError(msg)
+        guild.roles[role.id] = role
+        return role
+
+    def delete_role(self, guild_id: int, role_id: int) -> Role:
+        """Delete a role and take it off every member (Discord sends no member updates for that)."""
+        guild = self.guild(guild_id)
+        if role_id == guild_id:
+            msg = "the @everyone role cannot be deleted"
+            raise ValueError(msg)
+        role = self.role(guild_id, role_id)
+        del guild.roles[role_id]
+        for member in guild.members.values():
+            if role_id in member.roles:
+                member.roles = tuple(r for r in member.roles if r != role_id)
+                member.wire = None
+        return role
+
+    @staticmethod
+    def _checked_roles(guild: Guild, roles: typing.Iterable[int]) -> tuple[int, ...]:
+        role_ids = tuple(dict.fromkeys(int(r) for r in roles if int(r) != guild.id))
+        for role_id in role_ids:
+            if role_id not in guild.roles:
+                raise UnknownEntityError("role", role_id)
+        return role_ids

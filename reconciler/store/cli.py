@@ -1,0 +1,53 @@
+"""`reconciler db upgrade`: bring the database schema to the newest migration."""
+
+from __future__ import annotations
+
+__all__ = ["add_subcommand"]
+
+import asyncio
+import logging
+import pathlib
+import typing
+
+import sqlalchemy as sa
+
+from reconciler.store.migrate import current_revision, upgrade_database
+
+if typing.TYPE_CHECKING:
+    import argparse
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # pyright: ignore[reportPrivateUsage]
+    """Register `db upgrade`."""
+    db = subparsers.add_parser("db", help="database maintenance")
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = actions.add_parser("upgrade", help="migrate the database to the newest schema (Alembic head)")
+    upgrade.add_argument(
+        "--database",
+        metavar="URL",
+        help="database URL (default: database.url from the settings)",
+    )
+    upgrade.set_defaults(func=_upgrade)
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    if getattr(args, "database", None):
+        return str(args.database)
+    settings = getattr(args, "settings", None)
+    if settings is None:
+        from reconciler.config import load_settings  # noqa: PLC0415 - only when no URL was given
+
+        config = getattr(args, "config", None)
+        settings = load_settings(pathlib.Path(config) if config else None)
+    return str(settings.database.url)
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    url = _database_url(args)
+    shown = sa.make_url(url).render_as_string(hide_password=True)
+    asyncio.run(upgrade_database(url))
+    revision = asyncio.run(current_revision(url))
+    print(f"{shown}: at revision {revision}")
+    return 0

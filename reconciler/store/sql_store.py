@@ -1,0 +1,788 @@
+"""`SqlStore`: the `Store` contract on SQLite (aiosqlite) and PostgreSQL (asyncpg) through SQLAlchemy 2."""
+
+from __future__ import annotations
+
+__all__ = ["SqlStore"]
+
+import asyncio
+import contextlib
+import datetime
+import inspect
+import itertools
+import logging
+import sqlite3
+import typing
+
+import asyncpg
+import attrs
+import sqlalchemy as sa
+import sqlalchemy.exc
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from reconciler.domain import (
+    ChangeCounts,
+    MemberState,
+    MemberStatus,
+    RoleState,
+    StoredFingerprints,
+    StoredMember,
+    StoredRole,
+    StoredSnapshot,
+    merge_activity,
+)
+from reconciler.store import tables as t
+from reconciler.store.api import ApplyResult, GuildRecord, StoreStats, SyncRun
+from reconciler.store.bulk import MemberBatch, MemberOp, bulk_backend, member_operations, operation_user_id
+from reconciler.store.connect import BEGIN_OPTION, create_engine
+from reconciler.store.migrate import upgrade_database
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from reconciler.domain import ActivityDelta, ChangeSet, Scope
+    from reconciler.store.api import ProgressCallback
+    from reconciler.store.bulk import BulkBackend, Operation
+
+_LOGGER: typing.Final = logging.getLogger(__name__)
+
+_T = typing.TypeVar("_T")
+
+ERROR_SAMPLE_SIZE: typing.Final = 20
+# Past this many ids a scoped read scans the guild instead of looking members up by id.
+_SCAN_THRESHOLD: typing.Final = 200_000
+_INT64_MIN: typing.Final = -(2**63)
+_INT64_MAX: typing.Final = 2**63 - 1
+
+# Errors about one row's values: the row is skipped, counted and sampled, the run goes on.
+_ROW_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    UnicodeError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    sqlalchemy.exc.IntegrityError,
+    sqlalchemy.exc.DataError,
+)
+# Errors about the database itself: never swallowed per row (the run fails and is retried later).
+_FATAL_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    sqlalchemy.exc.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """True when `exc` is about the values of the rows written, not about the database."""
+    chain = list(_causes(exc))
+    if any(isinstance(cause, _FATAL_ERRORS) for cause in chain):
+        return False
+    return any(isinstance(cause, _ROW_ERRORS) for cause in chain)
+
+
+def _reason(exc: BaseException) -> str:
+    cause = next((c for c in _causes(exc) if isinstance(c, _ROW_ERRORS)), exc)
+    text = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {text}"[:200]
+
+
+def _storable(user_ids: frozenset[int]) -> frozenset[int]:
+    # An id outside BIGINT cannot be in the database; asking for it would fail the whole read.
+    if all(_INT64_MIN <= uid <= _INT64_MAX for uid in user_ids):
+        return user_ids
+    return frozenset(uid for uid in user_ids if _INT64_MIN <= uid <= _INT64_MAX)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _utc(value: datetime.datetime) -> datetime.datetime:
+    if value.tzinfo is None:
+        msg = f"naive datetime {value!r}: the store takes aware datetimes only"
+        raise ValueError(msg)
+    return value.astimezone(datetime.UTC)
+
+
+@attrs.define(kw_only=True, slots=True)
+class _Tally:
+    created: int = 0
+    updated: int = 0
+    rejoined: int = 0
+    left: int = 0
+    links_added: int = 0
+    links_removed: int = 0
+    roles_created: int = 0
+    roles_updated: int = 0
+    roles_deleted: int = 0
+    errors: int = 0
+    sample: list[tuple[int, str]] = attrs.field(factory=list[tuple[int, str]])
+    batches: int = 0
+
+    def count_members(self, operations: Iterable[Operation]) -> None:
+        for kind, payload in operations:
+            if kind is MemberOp.CREATE:
+                self.created += 1
+                self.links_added += len(typing.cast("MemberState", payload).role_ids)
+            elif kind is MemberOp.UPDATE or kind is MemberOp.REJOIN:
+                change = typing.cast("typing.Any", payload)
+                if kind is MemberOp.UPDATE:
+                    self.updated += 1
+                else:
+                    self.rejoined += 1
+                self.links_added += len(change.roles_added)
+                self.links_removed += len(change.roles_removed)
+            elif kind is MemberOp.LEAVE:
+                self.left += 1
+
+    def fail(self, key: int, exc: BaseException) -> None:
+        self.errors += 1
+        if len(self.sample) < ERROR_SAMPLE_SIZE:
+            self.sample.append((key, _reason(exc)))
+
+    def result(self, planned: ChangeCounts) -> ApplyResult:
+        counts = ChangeCounts(
+            created=self.created,
+            updated=self.updated,
+            unchanged=planned.unchanged,
+            left=self.left,
+            rejoined=self.rejoined,
+            links_added=self.links_added,
+            links_removed=self.links_removed,
+            roles_created=self.roles_created,
+            roles_updated=self.roles_updated,
+            roles_deleted=self.roles_deleted,
+            rewritten=min(planned.rewritten, self.updated),
+        )
+        return ApplyResult(counts=counts, errors=self.errors, error_sample=tuple(self.sample), batches=self.batches)
+
+
+def _chunked(values: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class SqlStore:
+    """The `Store` on SQLite or PostgreSQL; build it with `await SqlStore.open(url)`.
+
+    Bulk member writes and fingerprint reads go to the driver connection (see `reconciler.store.bulk`);
+    everything else is SQLAlchemy Core.
+    """
+
+    __slots__ = ("_batch_size", "_bulk", "_clock", "_dialect", "_engine", "_url", "_write_engine")
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        url: str | sa.URL,
+        batch_size: int = 1000,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        if batch_size < 1:
+            msg = f"batch_size must be positive, got {batch_size}"
+            raise ValueError(msg)
+        self._engine = engine
+        # SQLite write transactions take the write lock up front (BEGIN IMMEDIATE): a transaction that
+        # reads first and writes later could fail with SQLITE_BUSY without waiting for busy_timeout.
+        self._write_engine = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+        self._url = url
+        self._dialect = engine.dialect.name
+        self._bulk: BulkBackend = bulk_backend(self._dialect)
+        self._batch_size = batch_size
+        self._clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        url: str | sa.URL,
+        *,
+        batch_size: int = 1000,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+        pool_size: int = 5,
+    ) -> SqlStore:
+        """A store for `url` ('sqlite+aiosqlite:///path' or 'postgresql+asyncpg://...').
+
+        Connects lazily; call `upgrade()` (or `reconciler db upgrade`) before the first use of a new
+        database. The folder of a SQLite file is created if missing.
+        """
+        return cls(create_engine(url, pool_size=pool_size), url=url, batch_size=batch_size, clock=clock)
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self._dialect
+
+    @property
+    def batch_size(self) -> int:
+        """Member operations per transaction in `apply`."""
+        return self._batch_size
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def upgrade(self) -> None:
+        await upgrade_database(self._url)
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(5):
+                async with self._engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+        except (OSError, TimeoutError, sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError) as exc:
+            _LOGGER.warning("database ping failed", extra={"error": type(exc).__name__})
+            return False
+        return True
+
+    # --- reads for the reconcile -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _driver(self) -> AsyncGenerator[typing.Any]:
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
+
+    async def load_fingerprints(self, guild_id: int, scope: Scope) -> StoredFingerprints:
+        user_ids = None if scope.user_ids is None else _storable(scope.user_ids)
+        if user_ids is not None and not user_ids:
+            return StoredFingerprints(guild_id=guild_id, fingerprints={}, scope=scope)
+        scan = user_ids is None or len(user_ids) > _SCAN_THRESHOLD
+        async with self._driver() as driver:
+            found = await self._bulk.read_fingerprints(driver, guild_id, None if scan else user_ids)
+        if scan and user_ids is not None:
+            found = {uid: fp for uid, fp in found.items() if uid in user_ids}
+        return StoredFingerprints(guild_id=guild_id, fingerprints=found, scope=scope)
+
+    async def load_snapshot(self, guild_id: int, scope: Scope) -> StoredSnapshot:
+        m, u = t.members, t.users
+        member_query = sa.select(
+            m.c.user_id,
+            u.c.username,
+            u.c.global_name,
+            u.c.avatar_hash,
+            u.c.is_bot,
+            m.c.nickname,
+            m.c.joined_at,
+            m.c.status,
+            m.c.fingerprint,
+        ).select_from(m.join(u, u.c.id == m.c.user_id))
+        link_query = sa.select(t.member_roles.c.user_id, t.member_roles.c.role_id)
+        rows: list[sa.Row[typing.Any]] = []
+        links: dict[int, set[int]] = {}
+        user_ids = None if scope.user_ids is None else _storable(scope.user_ids)
+        async with self._engine.connect() as conn:
+            if user_ids is None or len(user_ids) > _SCAN_THRESHOLD:
+                rows.extend(await conn.execute(member_query.where(m.c.guild_id == guild_id)))
+                link_rows = await conn.execute(link_query.where(t.member_roles.c.guild_id == guild_id))
+                for user_id, role_id in link_rows:
+                    links.setdefault(user_id, set()).add(role_id)
+                if user_ids is not None:
+                    rows = [row for row in rows if row.user_id in user_ids]
+            else:
+                chunk_size = 900 if self._dialect == "sqlite" else 10_000
+                for chunk in _chunked(sorted(user_ids), chunk_size):
+                    rows.extend(
+                        await conn.execute(member_query.where(m.c.guild_id == guild_id, m.c.user_id.in_(chunk)))
+                    )
+                    link_rows = await conn.execute(
+                        link_query.where(t.member_roles.c.guild_id == guild_id, t.member_roles.c.user_id.in_(chunk))
+                    )
+                    for user_id, role_id in link_rows:
+                        links.setdefault(user_id, set()).add(role_id)
+            roles = await self._load_roles(conn, guild_id) if scope.roles else {}
+        members = {
+            row.user_id: StoredMember(
+                state=MemberState(
+                    user_id=row.user_id,
+                    username=row.username,
+                    global_name=row.global_name,
+                    avatar_hash=row.avatar_hash,
+                    is_bot=bool(row.is_bot),
+                    nickname=row.nickname,
+                    joined_at=row.joined_at,
+                    role_ids=frozenset(links.get(row.user_id, ())),
+                ),
+                status=MemberStatus(row.status),
+                fingerprint=row.fingerprint,
+            )
+            for row in rows
+        }
+        return StoredSnapshot(guild_id=guild_id, members=members, roles=roles, scope=scope)
+
+    async def _load_roles(self, conn: AsyncConnection, guild_id: int) -> dict[int, StoredRole]:
+        r = t.roles
+        result = await conn.execute(sa.select(r).where(r.c.guild_id == guild_id))
+        return {
+            row.role_id: StoredRole(
+                state=RoleState(
+                    role_id=row.role_id,
+                    name=row.name,
+                    color=row.color,
+                    position=row.position,
+                    permissions=row.permissions,
+                    managed=bool(row.managed),
+                ),
+                deleted=row.deleted_at is not None,
+            )
+            for row in result
+        }
+
+    # --- writes of the reconcile -------------------------------------------------------------------
+
+    def _insert(self, table: sa.Table) -> typing.Any:
+        # INSERT with ON CONFLICT support for the current backend.
+        return (sqlite_dialect.insert if self._dialect == "sqlite" else pg_dialect.insert)(table)
+
+    async def apply(
+        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
+        if change_set.guild_id != guild_id:
+            msg = f"change set for guild {change_set.guild_id} applied to guild {guild_id}"
+            raise ValueError(msg)
+        tally = _Tally()
+        await self._ensure_guild(guild_id)
+        if change_set.roles_to_create or change_set.roles_to_update or change_set.roles_to_delete:
+            await self._apply_roles(guild_id, change_set, tally)
+        total = change_set.member_operations
+        done = 0
+        for operations in _chunked(member_operations(change_set), self._batch_size):
+            await self._apply_members(guild_id, operations, tally)
+            tally.batches += 1
+            done += len(operations)
+            if on_progress is not None:
+                pending = on_progress(done, total)
+                if inspect.isawaitable(pending):
+                    await pending
+        result = tally.result(change_set.counts)
+        _LOGGER.debug(
+            "change set applied",
+            extra={"guild_id": guild_id, "batches": result.batches, "errors": result.errors},
+        )
+        return result
+
+    async def _ensure_guild(self, guild_id: int) -> None:
+        now = self._clock()
+        statement = (
+            self._insert(t.guilds)
+            .values(id=guild_id, first_seen_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[t.guilds.c.id])
+        )
+        async with self._write_engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def _apply_members(self, guild_id: int, operations: list[Operation], tally: _Tally) -> None:
+        try:
+            await self._write_members(guild_id, operations)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            _LOGGER.info(
+                "batch failed, retrying member by member",
+                extra={"guild_id": guild_id, "size": len(operations), "error": type(exc).__name__},
+            )
+        else:
+            tally.count_members(operations)
+            return
+        for operation in operations:
+            try:
+                await self._write_members(guild_id, [operation])
+            except Exception as exc:
+                if not is_row_error(exc):
+                    raise
+                tally.fail(operation_user_id(operation), exc)
+            else:
+                tally.count_members([operation])
+
+    async def _write_members(self, guild_id: int, operations: list[Operation]) -> None:
+        batch = MemberBatch.of(operations)
+        async with self._driver() as driver:
+            await self._bulk.write_members(driver, guild_id, batch, self._clock())
+
+    async def _apply_roles(self, guild_id: int, change_set: ChangeSet, tally: _Tally) -> None:
+        writes: list[tuple[str, RoleState | int]] = [
+            *(("create", role) for role in change_set.roles_to_create),
+            *(("update", role) for role in change_set.roles_to_update),
+            *(("delete", role_id) for role_id in change_set.roles_to_delete),
+        ]
+        try:
+            await self._write_roles(guild_id, writes)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+        else:
+            self._count_roles(writes, tally)
+            return
+        for write in writes:
+            try:
+                await self._write_roles(guild_id, [write])
+            except Exception as exc:
+                if not is_row_error(exc):
+                    raise
+                _, payload = write
+                tally.fail(payload.role_id if isinstance(payload, RoleState) else payload, exc)
+            else:
+                self._count_roles([write], tally)
+
+    @staticmethod
+    def _count_roles(writes: Iterable[tuple[str, RoleState | int]], tally: _Tally) -> None:
+        for kind, _ in writes:
+            if kind == "create":
+                tally.roles_created += 1
+            elif kind == "update":
+                tally.roles_updated += 1
+            else:
+                tally.roles_deleted += 1
+
+    async def _write_roles(self, guild_id: int, writes: Sequence[tuple[str, RoleState | int]]) -> None:
+        now = self._clock()
+        upserts = [
+            {
+                "guild_id": guild_id,
+                "role_id": role.role_id,
+                "name": role.name,
+                "color": role.color,
+                "position": role.position,
+                "permissions": role.permissions,
+                "managed": role.managed,
+                "deleted_at": None,
+                "updated_at": now,
+            }
+            for _, role in writes
+            if isinstance(role, RoleState)
+        ]
+        deletes = [role_id for _, role_id in writes if isinstance(role_id, int)]
+        async with self._write_engine.begin() as conn:
+            if upserts:
+                statement = self._insert(t.roles)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[t.roles.c.guild_id, t.roles.c.role_id],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in ("name", "color", "position", "permissions", "managed", "deleted_at", "updated_at")
+                    },
+                )
+                await conn.execute(statement, upserts)
+            if deletes:
+                await conn.execute(
+                    sa.update(t.roles)
+                    .where(
+                        t.roles.c.guild_id == guild_id,
+                        t.roles.c.role_id.in_(deletes),
+                        t.roles.c.deleted_at.is_(None),
+                    )
+                    .values(deleted_at=now, updated_at=now)
+                )
+
+    # --- guilds --------------------------------------------------------------------------------------
+
+    async def upsert_guild(self, guild_id: int, name: str | None, member_count: int | None) -> None:
+        now = self._clock()
+        statement = self._insert(t.guilds).values(
+            id=guild_id, name=name, member_count=member_count, first_seen_at=now, updated_at=now
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.guilds.c.id],
+            set_={"name": name, "member_count": member_count, "removed_at": None, "updated_at": now},
+        )
+        async with self._write_engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def mark_guild_removed(self, guild_id: int) -> None:
+        now = self._clock()
+        async with self._write_engine.begin() as conn:
+            await conn.execute(
+                sa.update(t.guilds)
+                .where(t.guilds.c.id == guild_id, t.guilds.c.removed_at.is_(None))
+                .values(removed_at=now, updated_at=now)
+            )
+
+    async def set_reconciled(self, guild_id: int, at: datetime.datetime) -> None:
+        async with self._write_engine.begin() as conn:
+            await conn.execute(
+                sa.update(t.guilds)
+                .where(t.guilds.c.id == guild_id)
+                .values(last_reconciled_at=_utc(at), updated_at=self._clock())
+            )
+
+    async def guilds(self) -> list[GuildRecord]:
+        g = t.guilds
+        async with self._engine.connect() as conn:
+            result = await conn.execute(sa.select(g).order_by(g.c.id))
+            return [
+                GuildRecord(
+                    id=row.id,
+                    name=row.name,
+                    member_count=row.member_count,
+                    first_seen_at=row.first_seen_at,
+                    last_reconciled_at=row.last_reconciled_at,
+                    removed_at=row.removed_at,
+                )
+                for row in result
+            ]
+
+    # --- activity and cleanup ------------------------------------------------------------------------
+
+    async def add_activity(self, rows: Sequence[ActivityDelta]) -> None:
+        merged = merge_activity(rows)
+        if not merged:
+            return
+        activity = t.message_activity
+        counts = self._insert(activity)
+        counts = counts.on_conflict_do_update(
+            index_elements=[activity.c.guild_id, activity.c.user_id, activity.c.day],
+            set_={"messages": activity.c.messages + counts.excluded.messages},
+        )
+        last_seen: dict[tuple[int, int], datetime.datetime] = {}
+        for delta in merged:
+            key = (delta.guild_id, delta.user_id)
+            seen = _utc(delta.last_seen_at)
+            if key not in last_seen or seen > last_seen[key]:
+                last_seen[key] = seen
+        m = t.members
+        seen_at = sa.bindparam("seen_at", type_=t.UtcDateTime())
+        touch = (
+            sa.update(m)
+            .where(m.c.guild_id == sa.bindparam("g"), m.c.user_id == sa.bindparam("u"))
+            .values(
+                last_seen_at=sa.case(
+                    (sa.or_(m.c.last_seen_at.is_(None), m.c.last_seen_at < seen_at), seen_at),
+                    else_=m.c.last_seen_at,
+                ),
+                status=sa.case(
+                    (m.c.status == MemberStatus.INACTIVE.value, MemberStatus.ACTIVE.value), else_=m.c.status
+                ),
+            )
+        )
+        async with self._write_engine.begin() as conn:
+            await conn.execute(
+                counts,
+                [{"guild_id": d.guild_id, "user_id": d.user_id, "day": d.day, "messages": d.messages} for d in merged],
+            )
+            await conn.execute(
+                touch, [{"g": guild_id, "u": user_id, "seen_at": at} for (guild_id, user_id), at in last_seen.items()]
+            )
+
+    async def mark_inactive(self, guild_id: int, *, cutoff: datetime.datetime) -> int:
+        m = t.members
+        async with self._write_engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(m)
+                .where(
+                    m.c.guild_id == guild_id,
+                    m.c.status == MemberStatus.ACTIVE.value,
+                    sa.func.coalesce(m.c.last_seen_at, m.c.first_seen_at)
+                    < sa.bindparam("cutoff", _utc(cutoff), type_=t.UtcDateTime()),
+                )
+                .values(status=MemberStatus.INACTIVE.value, updated_at=self._clock())
+            )
+            return result.rowcount
+
+    async def prune_deleted_role_links(self, guild_id: int) -> int:
+        deleted_roles = sa.select(t.roles.c.role_id).where(
+            t.roles.c.guild_id == guild_id, t.roles.c.deleted_at.is_not(None)
+        )
+        async with self._write_engine.begin() as conn:
+            result = await conn.execute(
+                sa.delete(t.member_roles).where(
+                    t.member_roles.c.guild_id == guild_id, t.member_roles.c.role_id.in_(deleted_roles)
+                )
+            )
+            return result.rowcount
+
+    # --- runs ----------------------------------------------------------------------------------------
+
+    async def start_run(self, guild_id: int, kind: str, trigger: str, requested_by: int | None) -> int:
+        if trigger not in t.RUN_TRIGGERS:
+            msg = f"unknown trigger {trigger!r}: one of {', '.join(t.RUN_TRIGGERS)}"
+            raise ValueError(msg)
+        async with self._write_engine.begin() as conn:
+            result = await conn.execute(
+                sa.insert(t.sync_runs).values(
+                    guild_id=guild_id,
+                    kind=kind,
+                    trigger=trigger,
+                    requested_by=requested_by,
+                    started_at=self._clock(),
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    async def finish_run(
+        self,
+        run_id: int,
+        *,
+        outcome: str,
+        created: int = 0,
+        updated: int = 0,
+        unchanged: int = 0,
+        left: int = 0,
+        inactive: int = 0,
+        errors: int = 0,
+        error_sample: str | None = None,
+    ) -> None:
+        async with self._write_engine.begin() as conn:
+            await conn.execute(
+                sa.update(t.sync_runs)
+                .where(t.sync_runs.c.id == run_id)
+                .values(
+                    finished_at=self._clock(),
+                    outcome=outcome,
+                    created=created,
+                    updated=updated,
+                    unchanged=unchanged,
+                    left=left,
+                    inactive=inactive,
+                    errors=errors,
+                    error_sample=error_sample,
+                )
+            )
+
+    @staticmethod
+    def _run(row: sa.Row[typing.Any]) -> SyncRun:
+        return SyncRun(**{name: getattr(row, name) for name in attrs.fields_dict(SyncRun)})
+
+    async def last_runs(self, guild_id: int) -> dict[str, SyncRun]:
+        s = t.sync_runs
+        newest = sa.select(sa.func.max(s.c.id)).where(s.c.guild_id == guild_id).group_by(s.c.kind)
+        async with self._engine.connect() as conn:
+            result = await conn.execute(sa.select(s).where(s.c.id.in_(newest)))
+            return {row.kind: self._run(row) for row in result}
+
+    async def count_runs(
+        self, *, guild_id: int | None = None, kind: str | None = None, outcome: str | None = None
+    ) -> int:
+        s = t.sync_runs
+        query = sa.select(sa.func.count()).select_from(s)
+        if guild_id is not None:
+            query = query.where(s.c.guild_id == guild_id)
+        if kind is not None:
+            query = query.where(s.c.kind == kind)
+        if outcome is not None:
+            query = query.where(s.c.outcome == outcome)
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    # --- statistics ----------------------------------------------------------------------------------
+
+    async def stats(self, guild_id: int, *, now: datetime.datetime) -> StoreStats:
+        today = _utc(now).date()
+        since_7 = today - datetime.timedelta(days=6)
+        since_30 = today - datetime.timedelta(days=29)
+        m, a = t.members, t.message_activity
+
+        def messages_in(since: datetime.date) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(sa.func.sum(sa.case((a.c.day >= since, a.c.messages), else_=0)), 0)
+
+        async with self._engine.connect() as conn:
+            by_status: dict[str, int] = {
+                status: count
+                for status, count in await conn.execute(
+                    sa.select(m.c.status, sa.func.count()).where(m.c.guild_id == guild_id).group_by(m.c.status)
+                )
+            }
+            roles = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.roles)
+                    .where(t.roles.c.guild_id == guild_id, t.roles.c.deleted_at.is_(None))
+                )
+            ).scalar_one()
+            window = (
+                await conn.execute(
+                    sa.select(messages_in(today), messages_in(since_7), messages_in(since_30)).where(
+                        a.c.guild_id == guild_id, a.c.day >= since_30, a.c.day <= today
+                    )
+                )
+            ).one()
+            active_7d = (
+                await conn.execute(
+                    sa.select(sa.func.count(sa.distinct(a.c.user_id))).where(
+                        a.c.guild_id == guild_id, a.c.day >= since_7, a.c.day <= today
+                    )
+                )
+            ).scalar_one()
+            tracked_since = (
+                await conn.execute(sa.select(sa.func.min(a.c.day)).where(a.c.guild_id == guild_id))
+            ).scalar_one()
+            reconciled = (
+                await conn.execute(sa.select(t.guilds.c.last_reconciled_at).where(t.guilds.c.id == guild_id))
+            ).scalar_one_or_none()
+        if isinstance(tracked_since, str):  # SQLite returns MIN() of a date column as text
+            tracked_since = datetime.date.fromisoformat(tracked_since)
+        return StoreStats(
+            guild_id=guild_id,
+            members_by_status={status.value: int(by_status.get(status.value, 0)) for status in MemberStatus},
+            roles=int(roles),
+            messages_today=int(window[0]),
+            messages_7d=int(window[1]),
+            messages_30d=int(window[2]),
+            active_users_7d=int(active_7d),
+            tracked_since=tracked_since,
+            last_reconciled_at=reconciled,
+        )
+
+    # --- coordination --------------------------------------------------------------------------------
+
+    async def claim_slot(self, job: str, slot: str, owner: str) -> bool:
+        statement = (
+            self._insert(t.scheduler_slots)
+            .values(job=job, slot=slot, claimed_by=owner, claimed_at=self._clock())
+            .on_conflict_do_nothing(index_elements=[t.scheduler_slots.c.job, t.scheduler_slots.c.slot])
+        )
+        async with self._write_engine.begin() as conn:
+            result = await conn.execute(statement)
+            return result.rowcount == 1
+
+    @contextlib.asynccontextmanager
+    async def guild_lock(self, guild_id: int) -> AsyncGenerator[None]:
+        if self._dialect != "postgresql":
+            yield
+            return
+        # A session-level advisory lock on a connection held for the whole run: a second process
+        # asking for the same guild waits; the server releases it if this process dies.
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            await driver.execute("SELECT pg_advisory_lock($1)", guild_id)
+            try:
+                yield
+            finally:
+                try:
+                    await driver.execute("SELECT pg_advisory_unlock($1)", guild_id)
+                except Exception as exc:  # the lock dies with the connection
+                    _LOGGER.warning(
+                        "advisory unlock failed, dropping the connection",
+                        extra={"guild_id": guild_id, "error": type(exc).__name__},
+                    )
+                    await conn.invalidate()
+
+
+if typing.TYPE_CHECKING:
+    from reconciler.store.api import Store
+
+    def _implements_store(store: SqlStore) -> Store:  # pyright: ignore[reportUnusedFunction]
+        return store

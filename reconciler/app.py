@@ -13,6 +13,7 @@ __all__ = ["App", "running_app"]
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import typing
 
@@ -194,7 +195,7 @@ async def _publish_heartbeats(bot: hikari.GatewayBot, metrics: Metrics) -> None:
     while True:
         for shard_id, shard in bot.shards.items():
             latency = shard.heartbeat_latency
-            if latency == latency:  # NaN until the first ACK
+            if not math.isnan(latency):  # NaN until the first ACK
                 metrics.heartbeat_latency.labels(shard=str(shard_id)).set(latency)
             metrics.gateway_connected.labels(shard=str(shard_id)).set(1 if shard.is_alive else 0)
         await asyncio.sleep(5.0)

@@ -35,7 +35,7 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 ProgressListener = typing.Callable[[RunProgress], "Awaitable[None]"]
 
 
-class GuildNotReady(Exception):
+class GuildNotReadyError(Exception):
     """The guild's member list is still being loaded; the request waits for it."""
 
 
@@ -114,7 +114,7 @@ class Reconciler:
                 if progress is not None:
                     await progress(state)
                 report = await self._reconcile(request, report_progress)
-        except GuildNotReady:
+        except GuildNotReadyError:
             report = RunReport(
                 guild_id=guild_id,
                 kind=request.kind,
@@ -144,7 +144,7 @@ class Reconciler:
     ) -> RunReport:
         guild_id = request.guild_id
         if not self._desired.is_ready(guild_id):
-            raise GuildNotReady(guild_id)
+            raise GuildNotReadyError(guild_id)
         changes = await self._plan(guild_id, request.scope, force=request.force)
         refusal = self._guard(request, changes)
         if refusal is not None:
@@ -198,7 +198,7 @@ class Reconciler:
         """Read both sides and diff; only members whose fingerprint differs are loaded in full."""
         token = self._desired.ready_token(guild_id)
         if token is None:
-            raise GuildNotReady(guild_id)
+            raise GuildNotReadyError(guild_id)
         desired = self._desired.snapshot(guild_id, scope)
         started = time.monotonic()
         if force:
@@ -213,13 +213,13 @@ class Reconciler:
         # After a database round trip any GUILD_CREATE that emptied the cache under the snapshot has
         # reached the readiness listener: an unchanged token proves the snapshot was whole.
         if self._desired.ready_token(guild_id) != token:
-            raise GuildNotReady(guild_id)
+            raise GuildNotReadyError(guild_id)
         return changes
 
     async def plan(self, guild_id: int, scope: Scope | None = None) -> ChangeSet:
         """The change set a run would apply now, without applying it (drift check, `/sync stats`)."""
         if not self._desired.is_ready(guild_id):
-            raise GuildNotReady(guild_id)
+            raise GuildNotReadyError(guild_id)
         async with self.guild_lock(guild_id):
             return await self._plan(guild_id, scope or Scope.everything(), force=False)
 
@@ -385,7 +385,7 @@ class SyncQueue:
         if entry is not None:
             for waiter in entry.waiters:
                 if not waiter.done():
-                    waiter.set_exception(GuildNotReady(guild_id))
+                    waiter.set_exception(GuildNotReadyError(guild_id))
         self._metrics.queue_depth.set(len(self._pending))
 
     def start(self) -> None:

@@ -175,7 +175,8 @@ async def gateway_bot_factory() -> AsyncIterator[BotFactory]:
 
     Options: `intents` (GUILDS | GUILD_MEMBERS | GUILD_MESSAGES), `shard_ids`/`shard_count`,
     `cache_settings`, `wait_for_members` (True: return once every guild of the bot's shards is chunked),
-    `listeners` ({event type: callback}, subscribed before start), `start_timeout`, and any other
+    `listeners` ({event type: callback}, subscribed before start), `before_start` (called with the bot
+    before it starts, e.g. to attach an arc client), `start_timeout`, and any other
     hikari.GatewayBot keyword. `chunk_tracker(bot)` tells which guilds finished chunking.
     """
     bots: list[hikari.GatewayBot] = []
@@ -194,6 +195,7 @@ async def gateway_bot_factory() -> AsyncIterator[BotFactory]:
         shard_count: int | None = None,
         wait_for_members: bool = True,
         listeners: typing.Mapping[type[hikari.Event], Callable[[typing.Any], Awaitable[None]]] | None = None,
+        before_start: Callable[[hikari.GatewayBot], object] | None = None,
         start_timeout: float = 60.0,
         **bot_kwargs: typing.Any,
     ) -> hikari.GatewayBot:
@@ -205,6 +207,8 @@ async def gateway_bot_factory() -> AsyncIterator[BotFactory]:
         _TRACKERS[id(bot)] = tracker
         for event_type, callback in (listeners or {}).items():
             bot.subscribe(event_type, callback)
+        if before_start is not None:
+            before_start(bot)
         bots.append(bot)
         await asyncio.wait_for(
             bot.start(check_for_updates=False, shard_ids=shard_ids, shard_count=shard_count), start_timeout

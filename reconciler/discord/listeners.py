@@ -10,6 +10,7 @@ __all__ = ["GatewayListeners"]
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import time
@@ -95,10 +96,8 @@ class GatewayListeners:
         if self._watchdog is not None:
             self._watchdog.cancel()
         for event_type, callback in self._subscriptions:
-            try:
+            with contextlib.suppress(LookupError, ValueError):
                 self._bot.event_manager.unsubscribe(event_type, callback)
-            except (LookupError, ValueError):
-                pass
 
     def _count(self, kind: str) -> None:
         self._metrics.gateway_events.labels(type=kind).inc()

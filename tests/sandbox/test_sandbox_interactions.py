@@ -179,20 +179,9 @@ async def test_hikari_arc_client_syncs_and_answers(
 ) -> None:
     sb = await sandbox_factory()
     guild_id = sb.create_guild(members=25, seed=26)
-    bot = hikari.GatewayBot(
-        sb.token,
-        intents=hikari.Intents.GUILDS | hikari.Intents.GUILD_MEMBERS,
-        rest_url=sb.rest_url,
-        banner=None,
-        logs=None,
-        suppress_optimization_warning=True,
-    )
-    client = arc.GatewayClient(bot, default_enabled_guilds=[guild_id])
-    group = client.include_slash_group("sync", "Reconcile now", default_permissions=hikari.Permissions.MANAGE_GUILD)
     ran: list[tuple[int | None, bool]] = []
+    synced = asyncio.Event()
 
-    @group.include
-    @arc.slash_subcommand("users", "Reconcile members")
     async def sync_users(
         ctx: arc.GatewayContext,
         user: arc.Option[hikari.User | None, arc.UserParams("Only this user")] = None,
@@ -203,25 +192,25 @@ async def test_hikari_arc_client_syncs_and_answers(
         ran.append((int(user.id) if user else None, force))
         await ctx.respond("done")
 
-    synced = asyncio.Event()
-
     async def on_arc_started(event: arc.StartedEvent[typing.Any]) -> None:
         synced.set()
 
-    bot.subscribe(arc.StartedEvent, on_arc_started)
-    await bot.start(check_for_updates=False)
-    try:
-        await asyncio.wait_for(synced.wait(), 10)
-        (command,) = sb.commands(guild_id)
-        assert command["name"] == "sync"
-        assert command["default_member_permissions"] == str(int(hikari.Permissions.MANAGE_GUILD))
-        target = sb.plain_member_id(guild_id)
+    def attach_arc(bot: hikari.GatewayBot) -> None:
+        client = arc.GatewayClient(bot, default_enabled_guilds=[guild_id])
+        group = client.include_slash_group("sync", "Reconcile now", default_permissions=hikari.Permissions.MANAGE_GUILD)
+        group.include(arc.slash_subcommand("users", "Reconcile members")(sync_users))
+        bot.subscribe(arc.StartedEvent, on_arc_started)
 
-        interaction_id = await sb.invoke_command(guild_id, sb.admin_user_id(guild_id), ["sync", "users"], {"user": target})
-        responses = await sb.wait_for_responses(interaction_id, count=3)
+    await gateway_bot_factory(sb, before_start=attach_arc)
+    await asyncio.wait_for(synced.wait(), 10)
+    (command,) = sb.commands(guild_id)
+    assert command["name"] == "sync"
+    assert command["default_member_permissions"] == str(int(hikari.Permissions.MANAGE_GUILD))
+    target = sb.plain_member_id(guild_id)
 
-        assert [r["kind"] for r in responses] == ["callback", "edit_original", "followup"]
-        assert responses[2]["message"]["content"] == "done"
-        assert ran == [(target, False)]
-    finally:
-        await bot.close()
+    interaction_id = await sb.invoke_command(guild_id, sb.admin_user_id(guild_id), ["sync", "users"], {"user": target})
+    responses = await sb.wait_for_responses(interaction_id, count=3)
+
+    assert [r["kind"] for r in responses] == ["callback", "edit_original", "followup"]
+    assert responses[2]["message"]["content"] == "done"
+    assert ran == [(target, False)]

@@ -7,29 +7,14 @@ import typing
 
 import pytest_asyncio
 from database_view import DatabaseView
+from e2e_settings import app_settings
 
 from reconciler.app import App, running_app
-from reconciler.config import settings_from
 from reconciler.sandbox import DiscordSandbox
 
 if typing.TYPE_CHECKING:
     import pathlib
     from collections.abc import AsyncIterator, Awaitable, Callable
-
-    from reconciler.config import Settings
-
-
-def app_settings(sandbox: DiscordSandbox, url: str, **sections: dict[str, typing.Any]) -> Settings:
-    values: dict[str, dict[str, typing.Any]] = {
-        "discord": {"token": sandbox.token, "rest_url": sandbox.rest_url},
-        "database": {"url": url, "batch_size": 500},
-        "sync": {"activity_flush_seconds": 0.2, "retry_base_seconds": 0.2},
-        "schedule": {"enabled": False},
-        "observability": {"metrics_address": "127.0.0.1:0"},
-    }
-    for name, overrides in sections.items():
-        values.setdefault(name, {}).update(overrides)
-    return settings_from(values)
 
 
 AppFactory: typing.TypeAlias = "Callable[..., Awaitable[App]]"

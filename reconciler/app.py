@@ -17,11 +17,13 @@ import math
 import time
 import typing
 
+import arc
 import attrs
 
 from reconciler.activity import ActivityBuffer
 from reconciler.discord.bot import build_bot, start_bot
 from reconciler.discord.cache_reader import CacheReader
+from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.observability.metrics import Metrics
@@ -31,11 +33,12 @@ from reconciler.reconcile import Reconciler, SyncQueue
 from reconciler.store import SqlStore
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, Callable
 
     import hikari
 
     from reconciler.config import Settings
+    from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class App:
     queue: SyncQueue
     activity: ActivityBuffer
     listeners: GatewayListeners
+    commands: SyncCommands
     metrics_server: MetricsServer | None
 
     def guild_ids(self) -> list[int]:
@@ -117,29 +121,45 @@ async def running_app(
     rest_url: str | None = None,
     metrics: Metrics | None = None,
     serve_metrics: bool = True,
-) -> AsyncIterator[App]:
-    """Start everything; on exit stop it in order. ``rest_url`` overrides the setting (sandbox)."""
+    store_proxy: Callable[[Store], Store] | None = None,
+) -> AsyncGenerator[App, None]:
+    """Start everything; on exit stop it in order. ``rest_url`` overrides the setting (sandbox).
+
+    ``store_proxy`` wraps the store the running parts use (fault injection in tests: a slow database).
+    """
     metrics = metrics or Metrics()
     async with contextlib.AsyncExitStack() as stack:
         store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size)
         stack.push_async_callback(store.close)
         await store.upgrade()
+        used: Store = store if store_proxy is None else store_proxy(store)
 
-        database_check = PeriodicCheck("database", _ping(store), interval=5.0, gauge=metrics.database_up)
+        database_check = PeriodicCheck("database", _ping(used), interval=5.0, gauge=metrics.database_up)
         await stack.enter_async_context(database_check)
 
         bot = build_bot(settings.discord, rest_url=rest_url)
         readiness = GuildReadiness()
         reader = CacheReader(bot.cache, readiness)
-        reconciler = Reconciler(store=store, desired=reader, metrics=metrics, settings=settings.sync)
+        reconciler = Reconciler(store=used, desired=reader, metrics=metrics, settings=settings.sync)
         workers = _WORKERS_SQLITE if store.dialect == "sqlite" else _WORKERS_POSTGRES
         queue = SyncQueue(
             reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers
         )
-        activity = ActivityBuffer(store=store, metrics=metrics, flush_seconds=settings.sync.activity_flush_seconds)
+        activity = ActivityBuffer(store=used, metrics=metrics, flush_seconds=settings.sync.activity_flush_seconds)
         listeners = GatewayListeners(
-            bot=bot, readiness=readiness, queue=queue, activity=activity, store=store, metrics=metrics
+            bot=bot, readiness=readiness, queue=queue, activity=activity, store=used, metrics=metrics
         )
+
+        commands = SyncCommands(
+            queue=queue,
+            reconciler=reconciler,
+            reader=reader,
+            readiness=readiness,
+            store=used,
+            metrics=metrics,
+            settings=settings,
+        )
+        register_sync_commands(arc.GatewayClient(bot), commands, settings)
 
         server: MetricsServer | None = None
         if serve_metrics:
@@ -174,12 +194,13 @@ async def running_app(
             queue=queue,
             activity=activity,
             listeners=listeners,
+            commands=commands,
             metrics_server=server,
         )
         _LOGGER.info("shutting down")
 
 
-def _ping(store: SqlStore) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
+def _ping(store: Store) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
     async def check() -> CheckResult:
         return CheckResult.passed() if await store.ping() else CheckResult.failed("database does not answer")
 

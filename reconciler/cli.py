@@ -63,8 +63,18 @@ class _SubcommandModule(typing.Protocol):
 
 
 def _subcommand_modules() -> list[_SubcommandModule]:
-    # Each part registers its own subcommand; only real, working commands are listed.
-    modules: list[_SubcommandModule] = []
+    # Each part registers its own subcommand. Imported here, not at the top, so that `--help` and
+    # `check-config` stay fast and a broken optional part cannot stop them.
+    from reconciler import runner  # noqa: PLC0415
+    from reconciler.store import cli as store_cli  # noqa: PLC0415
+
+    modules: list[_SubcommandModule] = [runner, store_cli]
+    try:
+        from reconciler.sandbox import standalone  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+        modules.append(standalone)
     return modules
 
 

@@ -145,7 +145,7 @@ class Reconciler:
         guild_id = request.guild_id
         if not self._desired.is_ready(guild_id):
             raise GuildNotReadyError(guild_id)
-        changes = await self._plan(guild_id, request.scope, force=request.force)
+        changes = await self._plan(guild_id, request.scope, force=request.force, verify=request.verify)
         refusal = self._guard(request, changes)
         if refusal is not None:
             self._metrics.errors.labels(stage="guard").inc()
@@ -194,16 +194,21 @@ class Reconciler:
             error_sample=sample,
         )
 
-    async def _plan(self, guild_id: int, scope: Scope, *, force: bool) -> ChangeSet:
-        """Read both sides and diff; only members whose fingerprint differs are loaded in full."""
+    async def _plan(self, guild_id: int, scope: Scope, *, force: bool, verify: bool) -> ChangeSet:
+        """Read both sides and diff.
+
+        The cheap path trusts the fingerprint stored beside each row and loads in full only the members
+        whose fingerprint differs; `verify` (and `force`) load every row in scope, which also finds rows
+        edited directly in the database.
+        """
         token = self._desired.ready_token(guild_id)
         if token is None:
             raise GuildNotReadyError(guild_id)
         desired = self._desired.snapshot(guild_id, scope)
         started = time.monotonic()
-        if force:
+        if force or verify:
             actual = await self._store.load_snapshot(guild_id, scope)
-            changes = plan_changes(desired, actual, force=True)
+            changes = plan_changes(desired, actual, force=force)
         else:
             stored = await self._store.load_fingerprints(guild_id, scope)
             comparison = compare_fingerprints(desired, stored)
@@ -216,12 +221,12 @@ class Reconciler:
             raise GuildNotReadyError(guild_id)
         return changes
 
-    async def plan(self, guild_id: int, scope: Scope | None = None) -> ChangeSet:
+    async def plan(self, guild_id: int, scope: Scope | None = None, *, verify: bool = True) -> ChangeSet:
         """The change set a run would apply now, without applying it (drift check, `/sync stats`)."""
         if not self._desired.is_ready(guild_id):
             raise GuildNotReadyError(guild_id)
         async with self.guild_lock(guild_id):
-            return await self._plan(guild_id, scope or Scope.everything(), force=False)
+            return await self._plan(guild_id, scope or Scope.everything(), force=False, verify=verify)
 
     def _guard(self, request: SyncRequest, changes: ChangeSet) -> str | None:
         """Refuse a run that would mark too many members left on evidence other than the gateway's."""

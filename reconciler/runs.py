@@ -73,6 +73,8 @@ class SyncRequest:
     requested_by: int | None = None
     force: bool = False
     """Rewrite unchanged members too (`/sync users force:true`)."""
+    verify: bool = False
+    """Compare full rows, not stored fingerprints: finds rows edited behind the bot's back (costs a full read)."""
     allow_departures: bool = False
     """Pass the mass-departure guard (`/sync full confirm:true`)."""
     cleanup_days: int | None = None
@@ -98,6 +100,7 @@ class SyncRequest:
             kind=kind,
             requested_by=requested_by,
             force=self.force or other.force,
+            verify=self.verify or other.verify,
             allow_departures=self.allow_departures or other.allow_departures,
             cleanup_days=min(days) if days else None,
             confirmed_departures=self.confirmed_departures | other.confirmed_departures,

@@ -30,11 +30,12 @@ async def app_factory(tmp_path: pathlib.Path) -> AsyncIterator[AppFactory]:
             *,
             url: str | None = None,
             wait: bool = True,
+            store_proxy: typing.Any = None,
             **sections: dict[str, typing.Any],
         ) -> App:
             url = url or f"sqlite+aiosqlite:///{tmp_path / 'reconciler.db'}"
             settings = app_settings(sandbox, url, **sections)
-            app = await stack.enter_async_context(running_app(settings))
+            app = await stack.enter_async_context(running_app(settings, store_proxy=store_proxy))
             if wait:
                 assert await app.wait_ready(60), "guilds never became ready"
                 assert await app.wait_idle(60), "start-up reconcile never finished"

@@ -1,0 +1,46 @@
+"""A store made slow on purpose: every call waits first, and every committed batch waits again."""
+
+from __future__ import annotations
+
+__all__ = ["SlowStore"]
+
+import asyncio
+import typing
+
+if typing.TYPE_CHECKING:
+    from reconciler.domain import ChangeSet
+    from reconciler.store.api import ApplyResult, ProgressCallback, Store
+
+
+class SlowStore:
+    """Wraps a real store; `delay` before each call, `batch_delay` after each batch of `apply`."""
+
+    def __init__(self, inner: Store, *, delay: float = 0.0, batch_delay: float = 0.0) -> None:
+        self._inner = inner
+        self.delay = delay
+        self.batch_delay = batch_delay
+
+    def __getattr__(self, name: str) -> typing.Any:
+        attribute = getattr(self._inner, name)
+        if name in {"guild_lock", "close"} or not asyncio.iscoroutinefunction(attribute):
+            return attribute
+
+        async def slowed(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            await asyncio.sleep(self.delay)
+            return await attribute(*args, **kwargs)
+
+        return slowed
+
+    async def apply(
+        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
+        await asyncio.sleep(self.delay)
+
+        async def slow_progress(done: int, total: int) -> None:
+            await asyncio.sleep(self.batch_delay)
+            if on_progress is not None:
+                result = on_progress(done, total)
+                if result is not None:
+                    await result
+
+        return await self._inner.apply(guild_id, change_set, on_progress=slow_progress)

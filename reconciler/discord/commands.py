@@ -235,8 +235,10 @@ class SyncCommands:
             self._commands_running.discard(guild_id)
 
     def _busy_text(self, guild_id: int) -> str | None:
+        """Busy means a deliberate run (a command, start-up, the scheduler); a gateway run takes
+        milliseconds and a busy server always has one, so the command simply queues behind it."""
         running = self._queue.running(guild_id)
-        if running is not None:
+        if running is not None and running.trigger is not Trigger.GATEWAY:
             who = f" (asked by <@{running.requested_by}>)" if running.requested_by else f" ({running.trigger.value})"
             return f"🔁 A sync is already running{who}: {running.describe()}. Nothing new was started."
         if guild_id in self._commands_running:

@@ -107,3 +107,10 @@ def test_environment_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch, t
 def test_missing_explicit_file_is_an_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for section, fields in _defaults(Settings).items():
+        for key in fields:
+            assert f"`{section}.{key}`" in readme, f"{section}.{key} missing from the README's settings table"

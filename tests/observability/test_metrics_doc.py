@@ -1,17 +1,25 @@
-"""docs/metrics.md lists exactly the metrics the bot exports, with their types and labels."""
+"""docs/metrics.md and the README list exactly the metrics the bot exports, with their types and labels."""
 
 from __future__ import annotations
 
+import pathlib
 import re
 
+import pytest
+
 from . import assets, contract
+
+TABLES = [
+    pytest.param(assets.METRICS_DOC, id="docs-metrics"),
+    pytest.param(assets.METRICS_DOC.parent.parent / "README.md", id="readme"),
+]
 
 _ROW = re.compile(r"^\|\s*`(reconciler_\w+)`\s*\|\s*(\w+)\s*\|([^|]*)\|([^|]*)\|\s*$")
 
 
-def _documented() -> dict[str, tuple[str, frozenset[str], str]]:
+def _documented(path: pathlib.Path) -> dict[str, tuple[str, frozenset[str], str]]:
     rows: dict[str, tuple[str, frozenset[str], str]] = {}
-    for line in assets.METRICS_DOC.read_text().splitlines():
+    for line in path.read_text().splitlines():
         match = _ROW.match(line)
         if match is None:
             continue
@@ -21,15 +29,17 @@ def _documented() -> dict[str, tuple[str, frozenset[str], str]]:
     return rows
 
 
-def test_the_table_lists_exactly_the_exported_metrics() -> None:
-    documented = _documented()
+@pytest.mark.parametrize("path", TABLES)
+def test_the_table_lists_exactly_the_exported_metrics(path: pathlib.Path) -> None:
+    documented = _documented(path)
     exported = contract.exported_metrics()
 
     assert sorted(documented) == sorted(exported)
 
 
-def test_the_table_gives_each_metric_its_type_labels_and_a_meaning() -> None:
-    documented = _documented()
+@pytest.mark.parametrize("path", TABLES)
+def test_the_table_gives_each_metric_its_type_labels_and_a_meaning(path: pathlib.Path) -> None:
+    documented = _documented(path)
 
     for name, metric in contract.exported_metrics().items():
         kind, labels, meaning = documented[name]

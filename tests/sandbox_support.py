@@ -22,8 +22,10 @@ __all__ = [
     "ChunkTracker",
     "EventRecorder",
     "HikariErrors",
+    "RawGateway",
     "chunk_tracker",
     "gateway_bot_factory",
+    "raw_gateway",
     "sandbox_factory",
     "wait_until",
 ]
@@ -33,9 +35,17 @@ import contextlib
 import logging
 import time
 import typing
+import zlib
 
+import aiohttp
 import hikari
+import orjson
 import pytest_asyncio
+
+try:
+    from backports import zstd
+except ImportError:  # pragma: no cover - hikari without its speedups extra
+    zstd = None
 
 from reconciler.sandbox import DiscordSandbox, shard_of
 
@@ -245,3 +255,110 @@ _TRACKERS: dict[int, ChunkTracker] = {}
 def chunk_tracker(bot: hikari.GatewayBot) -> ChunkTracker:
     """The ChunkTracker the factory attached to a bot (chunk completions per guild)."""
     return _TRACKERS[id(bot)]
+
+
+class RawGateway:
+    """A bare gateway client for protocol checks hikari would never make (bad tokens, odd requests...)."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, compress: str | None
+    ) -> None:
+        self._session = session
+        self.ws = ws
+        self._compress = compress
+        self._zlib = zlib.decompressobj()
+        self._zstd = zstd.ZstdDecompressor() if zstd is not None and compress == "zstd-stream" else None
+        self._buffer = bytearray()
+        self.close_code: int | None = None
+        self.seq: int | None = None
+
+    @classmethod
+    async def connect(
+        cls, sandbox: DiscordSandbox, *, compress: str | None = "zlib-stream", **query: str
+    ) -> RawGateway:
+        """Open a socket on the sandbox's gateway URL with `?v=10&encoding=json[&compress=...]`."""
+        params = {"v": "10", "encoding": "json", **query}
+        if compress is not None:
+            params["compress"] = compress
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(sandbox.gateway_url, params=params, autoclose=False, max_msg_size=0)
+        return cls(session, ws, compress)
+
+    async def receive(self, timeout: float = 10.0) -> dict[str, typing.Any] | None:
+        """The next payload, or None once the server closed (`close_code` tells why)."""
+        while True:
+            message = await self.ws.receive(timeout)
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                self.close_code = int(message.data)
+                await self.ws.close()
+                return None
+            if message.type in {aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR}:
+                return None
+            raw = message.data if isinstance(message.data, bytes) else message.data.encode()
+            if self._compress == "zlib-stream":
+                self._buffer += raw
+                if not self._buffer.endswith(b"\x00\x00\xff\xff"):
+                    continue
+                raw = self._zlib.decompress(bytes(self._buffer))
+                self._buffer.clear()
+            elif self._zstd is not None:
+                raw = self._zstd.decompress(raw)
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                raw = zlib.decompress(raw)
+            payload = typing.cast("dict[str, typing.Any]", orjson.loads(raw))
+            if payload.get("s") is not None:
+                self.seq = payload["s"]
+            return payload
+
+    async def send(self, op: int, data: object) -> None:
+        """Send one payload."""
+        await self.ws.send_bytes(orjson.dumps({"op": op, "d": data}))
+
+    async def identify(
+        self,
+        sandbox: DiscordSandbox,
+        *,
+        intents: int = int(DEFAULT_INTENTS),
+        shard: tuple[int, int] = (0, 1),
+        token: str | None = None,
+        large_threshold: int = 250,
+    ) -> dict[str, typing.Any] | None:
+        """Read HELLO, IDENTIFY, and return READY's `d` (None if the server closed instead)."""
+        hello = await self.receive()
+        assert hello is not None
+        assert hello["op"] == 10
+        await self.send(
+            2,
+            {
+                "token": token or sandbox.token,
+                "intents": intents,
+                "shard": list(shard),
+                "large_threshold": large_threshold,
+                "properties": {"os": "linux", "browser": "raw", "device": "raw"},
+            },
+        )
+        ready = await self.next_dispatch("READY")
+        return ready["d"] if ready is not None else None
+
+    async def next_dispatch(self, name: str, timeout: float = 10.0) -> dict[str, typing.Any] | None:
+        """Skip payloads until a dispatch called `name` (None if the socket closed first)."""
+        while True:
+            payload = await self.receive(timeout)
+            if payload is None or (payload["op"] == 0 and payload["t"] == name):
+                return payload
+
+    async def close(self) -> None:
+        """Close the socket and its HTTP session."""
+        if not self.ws.closed:
+            await self.ws.close(code=1000)
+        await self._session.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_gateway(sandbox: DiscordSandbox, *, compress: str | None = "zlib-stream") -> AsyncIterator[RawGateway]:
+    """`async with raw_gateway(sb) as gw:` a RawGateway closed on exit."""
+    gateway = await RawGateway.connect(sandbox, compress=compress)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()

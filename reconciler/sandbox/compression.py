@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FrameEncoder", "encoder_for", "zstd_available"]
+__all__ = ["FrameEncoder", "encoder_for", "payload_encoder", "zstd_available"]
 
 import abc
 import logging
@@ -76,17 +76,16 @@ class ZlibPayloadEncoder(FrameEncoder):
 class ZstdStreamEncoder(FrameEncoder):
     """One zstd frame per connection, flushed at the end of every payload."""
 
-    __slots__ = ("_compressor", "_mode")
+    __slots__ = ("_compressor",)
 
     def __init__(self, level: int = ZSTD_LEVEL) -> None:
         if _zstd is None:  # pragma: no cover - depends on the installed extras
             msg = "zstd-stream needs backports.zstd (Python < 3.14)"
             raise RuntimeError(msg)
         self._compressor = _zstd.ZstdCompressor(level=level)
-        self._mode = _zstd.ZstdCompressor.FLUSH_BLOCK
 
     def encode(self, payload: bytes) -> bytes:
-        return self._compressor.compress(payload, mode=self._mode)
+        return self._compressor.compress(payload, mode=_zstd.ZstdCompressor.FLUSH_BLOCK)  # pyright: ignore[reportOptionalMemberAccess]
 
 
 def encoder_for(compress: str | None, *, zlib_level: int = ZLIB_LEVEL, zstd_level: int = ZSTD_LEVEL) -> FrameEncoder:

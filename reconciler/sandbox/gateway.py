@@ -98,9 +98,16 @@ class Gateway:
         """Sessions with an open socket."""
         return [s for s in self._sessions.values() if s.live and s.conn is not None and not s.conn.closed]
 
-    async def disconnect(self, *, resumable: bool, code: int = UNKNOWN_ERROR) -> None:
-        """Drop every connection; a resumable drop keeps sessions (and buffers events) for RESUME."""
-        conns = [c for c in self._connections if c.session is not None]
+    def _session_connections(self, shard_id: int | None) -> list[sessions.Connection]:
+        return [
+            c
+            for c in self._connections
+            if c.session is not None and (shard_id is None or c.session.shard_id == shard_id)
+        ]
+
+    async def disconnect(self, *, resumable: bool, code: int = UNKNOWN_ERROR, shard_id: int | None = None) -> None:
+        """Drop connections (of one shard, or all); a resumable drop keeps sessions and buffers their events."""
+        conns = self._session_connections(shard_id)
         if resumable:
             await asyncio.gather(*(c.close(code, "sandbox: connection dropped") for c in conns))
             return
@@ -109,20 +116,20 @@ class Gateway:
             if session is not None:
                 self._invalidate(session)
             conn.send(sessions.op_frame(_INVALID_SESSION, False))
-        await asyncio.gather(*(self._close_soon(c, 5.0) for c in conns))
+        await asyncio.gather(*(self._close_soon(c, 1.0) for c in conns))
 
-    async def reconnect_request(self) -> None:
-        """Send RECONNECT (op 7) on every connection: clients close and resume."""
-        conns = list(self._connections)
+    async def reconnect_request(self, *, shard_id: int | None = None) -> None:
+        """Send RECONNECT (op 7) on the connections of one shard, or all: clients close and resume."""
+        conns = self._session_connections(shard_id)
         for conn in conns:
             conn.send(sessions.op_frame(_RECONNECT, None))
         await asyncio.gather(*(self._close_soon(c, 5.0) for c in conns))
 
     async def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every queued payload has been written to its socket."""
-        conns = [c for c in self._connections if not c.closed]
-        if conns:
-            await asyncio.wait_for(asyncio.gather(*(c.drained.wait() for c in conns)), timeout)
+        """Wait until every payload queued so far has been written to its socket (later ones may wait)."""
+        targets = [(c, c.enqueued) for c in self._connections if not c.closed]
+        if targets:
+            await asyncio.wait_for(asyncio.gather(*(c.wait_written(n) for c, n in targets)), timeout)
 
     async def close(self) -> None:
         """Close every socket (the sandbox is stopping) and stop background tasks."""
@@ -215,6 +222,7 @@ class Gateway:
             await conn.close(exc.code, exc.reason)
         finally:
             watchdog.cancel()
+            conn.finished.set()
             await conn.shutdown()
             self._connections.discard(conn)
             close_code = conn.client_close_code
@@ -280,17 +288,18 @@ class Gateway:
     async def _watch_heartbeats(self, conn: sessions.Connection) -> None:
         interval = self._settings.heartbeat_interval_ms / 1000
         while not conn.closed:
-            await asyncio.sleep(interval)
-            if time.monotonic() - conn.last_heartbeat > interval * 1.5 + 5:
+            await asyncio.sleep(interval / 2)
+            if time.monotonic() - conn.last_heartbeat > interval * 1.5 + 1.0:
                 _LOGGER.info("gateway heartbeat missed", extra={"session": conn.session and conn.session.id})
+                if conn.session is not None:
+                    self._invalidate(conn.session)  # Discord: 4009 means start a new session
                 await conn.close(SESSION_TIMED_OUT, "Session timed out.")
                 return
 
     async def _close_soon(self, conn: sessions.Connection, delay: float) -> None:
         """Give a client `delay` seconds to close by itself, then close it."""
-        deadline = time.monotonic() + delay
-        while not conn.closed and not conn.ws.closed and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.finished.wait(), delay)
         if not conn.ws.closed:
             await conn.close(UNKNOWN_ERROR, "sandbox: reconnect")
 
@@ -490,13 +499,3 @@ class Gateway:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             _LOGGER.error("gateway task failed", exc_info=exc)
-
-    @contextlib.contextmanager
-    def paused_dispatch(self) -> typing.Iterator[None]:
-        """Drop every dispatch inside the block."""
-        previous = self.paused
-        self.paused = True
-        try:
-            yield
-        finally:
-            self.paused = previous

@@ -5,7 +5,6 @@ from __future__ import annotations
 __all__ = [
     "application_obj",
     "channel_obj",
-    "command_obj",
     "dumps",
     "guild_create_obj",
     "guild_obj",
@@ -99,7 +98,8 @@ def member_wire(member: state.Member) -> bytes:
     """Member JSON with its user, encoded once and cached on the member until it changes."""
     wire = member.wire
     if wire is None:
-        wire = member.wire = orjson.dumps(member_obj(member))
+        # orjson's result keeps a ~4 KiB allocation; an exact-size copy makes 1M cached members fit in 0.6 GB
+        wire = member.wire = bytes(memoryview(orjson.dumps(member_obj(member))))
     return wire
 
 
@@ -371,8 +371,3 @@ def application_obj(
         "custom_install_url": None,
         "cover_image": None,
     }
-
-
-def command_obj(command: typing.Mapping[str, typing.Any]) -> JSON:
-    """A stored application command, ready to serialise (already in Discord's shape)."""
-    return dict(command)

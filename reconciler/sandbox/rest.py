@@ -9,6 +9,7 @@ import logging
 import re
 import typing
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -102,9 +103,9 @@ class RestApi:
         try:
             if self._sb.faults.rest_latency_s:
                 await asyncio.sleep(self._sb.faults.rest_latency_s)
-            if not route_path.startswith(_NO_AUTH_PREFIXES) or route_path == "/gateway/bot":
-                if request.headers.get("Authorization") != f"Bot {self._sb.token}":
-                    raise errors.unauthorized()
+            needs_auth = not route_path.startswith(_NO_AUTH_PREFIXES) or route_path == "/gateway/bot"
+            if needs_auth and request.headers.get("Authorization") != f"Bot {self._sb.token}":
+                raise errors.unauthorized()
             if not route_path.endswith("/callback") and route_path != "/gateway":
                 major = self._major_parameter(request)
                 verdict = self._limiter.hit(f"{request.method} {route_path}", major)
@@ -149,7 +150,7 @@ class RestApi:
             uploads: list[Upload] = []
             reader = await request.multipart()
             async for part in reader:
-                if not isinstance(part, web.BodyPartReader):
+                if not isinstance(part, aiohttp.BodyPartReader):
                     continue
                 if part.name == "payload_json":
                     raw = await part.read()
@@ -356,7 +357,7 @@ class RestApi:
         if "nick" in edit:
             changes["nick"] = edit["nick"] or None
         if "roles" in edit:
-            changes["roles"] = [int(r) for r in edit["roles"] or []]
+            changes["roles"] = [int(r) for r in typing.cast("list[str | int]", edit["roles"] or [])]
         self._sb.update_member_nowait(guild.id, user_id, **changes)
         return web.Response(
             body=payloads.member_wire(self._sb.truth.member(guild.id, user_id)), content_type="application/json"

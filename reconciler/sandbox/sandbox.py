@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["DiscordSandbox"]
 
+import gc
 import logging
 import re
 import secrets
@@ -18,6 +19,7 @@ from reconciler.sandbox import (
     ids,
     interactions,
     payloads,
+    permissions,
     rest,
     scenario_http,
     state,
@@ -38,6 +40,8 @@ JSON = dict[str, typing.Any]
 DEFAULT_BOT_USER_ID: typing.Final = ids.snowflake(1_672_531_200_000, worker=1, increment=1)
 _OWNER_USER_ID: typing.Final = ids.snowflake(1_609_459_200_000, worker=2, increment=7)
 _MENTION: typing.Final = re.compile(r"<@!?(\d+)>")
+_FREEZE_AT_MEMBERS: typing.Final = 100_000
+"""Guilds this large are moved out of the garbage collector's reach (`gc.freeze()`) once built."""
 
 
 class DiscordSandbox:
@@ -203,16 +207,23 @@ class DiscordSandbox:
         spec = synthetic.GuildSpec(
             name=name, members=members, roles=roles, channels=channels, seed=seed, guild_id=guild_id, shard=shard
         )
-        taken_users = set(self.truth.users)
-        guild = synthetic.generate_guild(
-            spec, bot=self.identity.user, taken_guild_ids=self.truth.guilds, taken_user_ids=taken_users
-        )
-        for member in guild.members.values():
-            self.truth.users.setdefault(member.user.id, member.user)
-        self.truth.add_guild(guild)
-        if prewarm:
+        gc_enabled = gc.isenabled()
+        gc.disable()  # millions of new long-lived objects: collections in between would only rescan them
+        try:
+            guild = synthetic.generate_guild(
+                spec, bot=self.identity.user, taken_guild_ids=self.truth.guilds, taken_user_ids=set(self.truth.users)
+            )
             for member in guild.members.values():
-                payloads.member_wire(member)
+                self.truth.users.setdefault(member.user.id, member.user)
+            self.truth.add_guild(guild)
+            if prewarm:
+                for member in guild.members.values():
+                    payloads.member_wire(member)
+        finally:
+            if gc_enabled:
+                gc.enable()
+        if members >= _FREEZE_AT_MEMBERS:
+            gc.freeze()
         self.gateway.dispatch_guild_create(guild, joined=True)
         _LOGGER.info("sandbox guild created", extra={"guild_id": guild.id, "members": len(guild.members)})
         return guild.id
@@ -256,8 +267,6 @@ class DiscordSandbox:
     def plain_member_id(self, guild_id: int) -> int:
         """A human member without Manage Guild (not the owner, not the admin, not the bot)."""
         guild = self.truth.guild(guild_id)
-        from reconciler.sandbox import permissions  # noqa: PLC0415 - only this helper needs it
-
         for member in guild.members.values():
             if member.user.bot or member.user.id == guild.owner_id:
                 continue
@@ -561,7 +570,7 @@ class DiscordSandbox:
             author=self.identity.user,
             content=str(body.get("content") or ""),
             timestamp=payloads.iso_timestamp(ids.snowflake_ms(message_id)),
-            embeds=[dict(e, type=e.get("type", "rich")) for e in body.get("embeds") or []],
+            embeds=[dict(e, type=e.get("type", "rich")) for e in typing.cast("list[JSON]", body.get("embeds") or [])],
         )
         channel.last_message_id = message_id
         self._bot_message_event("MESSAGE_CREATE", channel.guild_id, message)
@@ -655,10 +664,15 @@ class DiscordSandbox:
         """Whether dispatches are currently dropped."""
         return self.gateway.paused
 
-    async def disconnect(self, resumable: bool = True, *, code: int = gateway.UNKNOWN_ERROR) -> None:
-        """Drop the bot's connections. Resumable: sockets close, sessions stay and buffer events for RESUME.
-        Not resumable: INVALID_SESSION (d=false), so the bot identifies again and gets fresh GUILD_CREATEs."""
-        await self.gateway.disconnect(resumable=resumable, code=code)
+    async def disconnect(
+        self, resumable: bool = True, *, code: int = gateway.UNKNOWN_ERROR, shard_id: int | None = None
+    ) -> None:
+        """Drop the bot's connections (of one shard, or all).
+
+        Resumable: sockets close with `code` (4000), sessions stay and buffer events for RESUME. Not
+        resumable: INVALID_SESSION (d=false), so the bot identifies again and gets fresh GUILD_CREATEs.
+        """
+        await self.gateway.disconnect(resumable=resumable, code=code, shard_id=shard_id)
 
     async def pause(self) -> None:
         """Drop every dispatch until `resume()`: the bot misses those events for good (state still changes)."""
@@ -669,9 +683,9 @@ class DiscordSandbox:
         """Deliver dispatches again."""
         self.gateway.paused = False
 
-    async def reconnect_request(self) -> None:
-        """Send RECONNECT (op 7): the bot reconnects and resumes."""
-        await self.gateway.reconnect_request()
+    async def reconnect_request(self, *, shard_id: int | None = None) -> None:
+        """Send RECONNECT (op 7) to one shard or all: the bot reconnects and resumes."""
+        await self.gateway.reconnect_request(shard_id=shard_id)
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued gateway payload has been written to its socket."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["routes"]
 
 import logging
+import time
 import typing
 
 import orjson
@@ -120,7 +121,7 @@ def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
         )
 
     async def get_stats(request: web.Request) -> web.StreamResponse:
-        return _reply(sb.stats.as_json())
+        return _reply({**sb.stats.as_json(), "process_cpu_seconds": time.process_time()})
 
     async def list_guilds(request: web.Request) -> web.StreamResponse:
         return _reply([guild_summary(g) for g in sb.guild_ids])
@@ -187,11 +188,11 @@ def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
         await sb.update_member(
             guild_id,
             user_id,
-            nick=body["nick"] if "nick" in body else UNSET,
+            nick=body.get("nick", UNSET),
             roles=_ids(body["roles"], "roles") if "roles" in body else UNSET,
-            username=body["username"] if "username" in body else UNSET,
-            global_name=body["global_name"] if "global_name" in body else UNSET,
-            avatar=body["avatar"] if "avatar" in body else UNSET,
+            username=body.get("username", UNSET),
+            global_name=body.get("global_name", UNSET),
+            avatar=body.get("avatar", UNSET),
         )
         return _reply(_member(sb.member(guild_id, user_id)))
 
@@ -253,7 +254,7 @@ def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
             command = command.split()
         if not isinstance(command, list) or not command:
             raise _BadRequestError('command must be a list such as ["sync", "users"]')
-        options = body.get("options") or {}
+        options: object = body.get("options") or {}
         if not isinstance(options, dict):
             raise _BadRequestError("options must be an object")
         interaction_id = await sb.invoke_command(
@@ -287,7 +288,10 @@ def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
 
     async def disconnect(request: web.Request) -> web.StreamResponse:
         body = await _json(request)
-        await sb.disconnect(resumable=bool(body.get("resumable", True)))
+        shard_id = body.get("shard_id")
+        await sb.disconnect(
+            resumable=bool(body.get("resumable", True)), shard_id=int(shard_id) if shard_id is not None else None
+        )
         return _reply({"ok": True})
 
     async def pause(request: web.Request) -> web.StreamResponse:
@@ -299,7 +303,9 @@ def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
         return _reply({"paused": False})
 
     async def reconnect(request: web.Request) -> web.StreamResponse:
-        await sb.reconnect_request()
+        body = await _json(request)
+        shard_id = body.get("shard_id")
+        await sb.reconnect_request(shard_id=int(shard_id) if shard_id is not None else None)
         return _reply({"ok": True})
 
     table: list[tuple[str, str, Handler]] = [

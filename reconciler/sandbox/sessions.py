@@ -45,6 +45,7 @@ class Connection:
     """One websocket; frames go out in order through a single writer task."""
 
     __slots__ = (
+        "_progress",
         "_space",
         "_wake",
         "_writer_task",
@@ -52,12 +53,15 @@ class Connection:
         "closed",
         "drained",
         "encoder",
+        "enqueued",
+        "finished",
         "identified",
         "last_heartbeat",
         "queue",
         "received",
         "session",
         "stats",
+        "written",
         "ws",
     )
 
@@ -78,6 +82,11 @@ class Connection:
         self.closed = False
         self.drained = asyncio.Event()
         self.drained.set()
+        self.finished = asyncio.Event()
+        """Set once the server stopped handling the socket."""
+        self.enqueued = 0
+        self.written = 0
+        self._progress = asyncio.Event()
         self.received: collections.deque[float] = collections.deque()
         self.last_heartbeat = time.monotonic()
         self._wake = asyncio.Event()
@@ -90,10 +99,17 @@ class Connection:
         if self.closed:
             return
         self.queue.append((frame, members))
+        self.enqueued += 1
         self.drained.clear()
         if len(self.queue) >= self.MAX_PENDING:
             self._space.clear()
         self._wake.set()
+
+    async def wait_written(self, count: int) -> None:
+        """Wait until the first `count` queued payloads are on the socket (or the socket is gone)."""
+        while self.written < count and not self.closed:
+            self._progress.clear()
+            await self._progress.wait()
 
     async def wait_for_space(self) -> None:
         """Wait until the queue is short enough for a bulk producer to add more."""
@@ -115,9 +131,9 @@ class Connection:
                 frame, members = self.queue.popleft()
                 if len(self.queue) < self.MAX_PENDING:
                     self._space.set()
-                started = time.perf_counter()
+                started = time.thread_time()
                 data = encode(frame)
-                spent = time.perf_counter() - started
+                spent = time.thread_time() - started
                 stats.compress_seconds += spent
                 if members:
                     stats.chunk_compress_seconds += spent
@@ -127,6 +143,8 @@ class Connection:
                     await ws.send_frame(data, aiohttp.WSMsgType.TEXT)
                 stats.bytes_sent += len(data)
                 stats.frames_sent += 1
+                self.written += 1
+                self._progress.set()
         except (ConnectionError, RuntimeError, aiohttp.ClientConnectionResetError) as exc:
             _LOGGER.debug("ws writer stopped", extra={"reason": repr(exc)})
         finally:
@@ -134,6 +152,7 @@ class Connection:
             self.queue.clear()
             self.drained.set()
             self._space.set()
+            self._progress.set()
 
     async def close(self, code: int, message: str, *, drain_timeout: float = 5.0) -> None:
         """Send what is queued, then close the socket with a close code."""

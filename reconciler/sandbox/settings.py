@@ -43,10 +43,11 @@ class GatewayIntent(enum.IntFlag):
 
 ALL_INTENTS: typing.Final = sum(int(i) for i in GatewayIntent)
 
-# Application flags Discord sets when a privileged intent is enabled in the developer portal.
-APPLICATION_GATEWAY_PRESENCE: typing.Final = 1 << 12
-APPLICATION_GATEWAY_GUILD_MEMBERS: typing.Final = 1 << 14
-APPLICATION_GATEWAY_MESSAGE_CONTENT: typing.Final = 1 << 18
+# Application flags Discord sets when a privileged intent is enabled in the developer portal; the
+# `_LIMITED` ones are those of an unverified bot (fewer than 100 guilds), which a sandbox bot is.
+APPLICATION_GATEWAY_PRESENCE_LIMITED: typing.Final = 1 << 13
+APPLICATION_GATEWAY_GUILD_MEMBERS_LIMITED: typing.Final = 1 << 15
+APPLICATION_GATEWAY_MESSAGE_CONTENT_LIMITED: typing.Final = 1 << 19
 APPLICATION_COMMAND_BADGE: typing.Final = 1 << 23
 
 
@@ -79,11 +80,11 @@ class SandboxSettings:
         """Application flags as READY and the application object report them."""
         flags = APPLICATION_COMMAND_BADGE
         if self.members_intent_enabled:
-            flags |= APPLICATION_GATEWAY_GUILD_MEMBERS
+            flags |= APPLICATION_GATEWAY_GUILD_MEMBERS_LIMITED
         if self.presences_intent_enabled:
-            flags |= APPLICATION_GATEWAY_PRESENCE
+            flags |= APPLICATION_GATEWAY_PRESENCE_LIMITED
         if self.message_content_intent_enabled:
-            flags |= APPLICATION_GATEWAY_MESSAGE_CONTENT
+            flags |= APPLICATION_GATEWAY_MESSAGE_CONTENT_LIMITED
         return flags
 
     def disallowed_intents(self, intents: int) -> int:

@@ -28,8 +28,11 @@ class SandboxStats:
     chunks_sent: int = 0
     members_encoded: int = 0
     chunk_encode_seconds: float = 0.0
+    """CPU seconds (thread time) spent building GUILD_MEMBERS_CHUNK payloads from cached member JSON."""
     chunk_compress_seconds: float = 0.0
+    """CPU seconds spent compressing those payloads for the wire."""
     compress_seconds: float = 0.0
+    """CPU seconds spent compressing every payload."""
     bytes_sent: int = 0
     frames_sent: int = 0
     dropped_dispatches: int = 0
@@ -42,9 +45,10 @@ class SandboxStats:
         """Plain JSON-able dict of every counter."""
         payload: dict[str, typing.Any] = {}
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+            value: object = getattr(self, field.name)
             if isinstance(value, collections.Counter):
-                payload[field.name] = {str(k): v for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+                counter = typing.cast("collections.Counter[object]", value)
+                payload[field.name] = {str(k): v for k, v in counter.items()}
             else:
                 payload[field.name] = value
         return payload

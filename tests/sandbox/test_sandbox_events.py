@@ -150,3 +150,29 @@ async def test_ten_thousand_quick_updates_all_reach_the_cache(
 
     await wait_until(all_renamed, timeout=30)
     assert sb.stats.dispatches["GUILD_MEMBER_UPDATE"] == 5 * len(user_ids)
+
+
+async def test_guild_outage_then_back_within_30s_leaves_hikari_rate_limited(
+    sandbox_factory: SandboxFactory, gateway_bot_factory: BotFactory
+) -> None:
+    """Discord's 30 s rule bites here: hikari clears the guild's members on GUILD_CREATE, and its
+    automatic re-chunk is refused, so the cache holds only the bot until someone asks again later."""
+    sb = await sandbox_factory()
+    guild_id = sb.create_guild(members=700, seed=10)
+    bot = await gateway_bot_factory(sb)
+    events = EventRecorder(
+        bot, hikari.GuildUnavailableEvent, hikari.GuildAvailableEvent, hikari.RequestGuildMembersRateLimitedEvent
+    )
+
+    await sb.set_guild_available(guild_id, False)
+    await events.wait_for(hikari.GuildUnavailableEvent)
+    await sb.set_guild_available(guild_id, True)
+
+    back = await events.wait_for(hikari.GuildAvailableEvent)
+    limited = await events.wait_for(hikari.RequestGuildMembersRateLimitedEvent)
+    assert back.guild_id == limited.guild_id == guild_id
+    assert len(bot.cache.get_members_view_for_guild(guild_id)) == 1  # only the bot itself
+    sb.faults.member_request_window_s = 0.0  # as if retry_after had passed
+    await bot.request_guild_members(guild_id)
+    await chunk_tracker(bot).wait([guild_id], times=2)
+    assert len(bot.cache.get_members_view_for_guild(guild_id)) == 700

@@ -62,7 +62,9 @@ async def test_deferred_edited_and_followed_up_command_is_captured(
     admin = sb.admin_user_id(guild_id)
     target = sb.plain_member_id(guild_id)
 
-    interaction_id = await sb.invoke_command(guild_id, admin, ["sync", "users"], options={"user": target, "force": True})
+    interaction_id = await sb.invoke_command(
+        guild_id, admin, ["sync", "users"], options={"user": target, "force": True}
+    )
     responses = await sb.wait_for_responses(interaction_id, count=3)
 
     assert [r["kind"] for r in responses] == ["callback", "edit_original", "followup"]

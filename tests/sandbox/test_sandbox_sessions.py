@@ -111,7 +111,9 @@ async def test_second_full_member_request_within_window_is_rate_limited(
     assert len(chunk.members) == 100
 
 
-async def test_each_shard_gets_only_its_guilds(sandbox_factory: SandboxFactory, gateway_bot_factory: BotFactory) -> None:
+async def test_each_shard_gets_only_its_guilds(
+    sandbox_factory: SandboxFactory, gateway_bot_factory: BotFactory
+) -> None:
     sb = await sandbox_factory()
     guild_0 = sb.create_guild(members=120, seed=16, shard=(0, 2))
     guild_1 = sb.create_guild(members=80, seed=17, shard=(1, 2))
@@ -157,7 +159,11 @@ async def test_bad_token_is_refused_by_rest_with_401(sandbox_factory: SandboxFac
     sb = await sandbox_factory()
     head, middle, _ = sb.token.split(".")
     bot = hikari.GatewayBot(
-        f"{head}.{middle}.not-the-secret", rest_url=sb.rest_url, banner=None, logs=None, suppress_optimization_warning=True
+        f"{head}.{middle}.not-the-secret",
+        rest_url=sb.rest_url,
+        banner=None,
+        logs=None,
+        suppress_optimization_warning=True,
     )
     with pytest.raises(hikari.UnauthorizedError):
         await bot.start(check_for_updates=False)

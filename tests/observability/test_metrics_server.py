@@ -11,12 +11,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.observability.readiness import CheckResult, NamedChecks
+from reconciler.observability.server import MetricsServer
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from reconciler.observability.metrics import Metrics
-    from reconciler.observability.server import MetricsServer
 
 
 async def _passes() -> CheckResult:
@@ -185,8 +185,6 @@ async def test_listens_only_on_the_configured_address(
 
 @pytest.mark.asyncio
 async def test_stopping_releases_the_port(make_metrics: Callable[..., Metrics]) -> None:
-    from reconciler.observability.server import MetricsServer
-
     async with MetricsServer(make_metrics(), NamedChecks({}), "127.0.0.1", 0) as server:
         port = server.port
         assert _accepts_connections("127.0.0.1", port)

@@ -67,12 +67,21 @@ def scrape_target(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(SCRAPE_TARGET_FIXTURE)
 
 
+@pytest.fixture(scope="module")
+def prometheus_binary() -> str:
+    return require_binary("prometheus")
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def prometheus(scrape_target: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Prometheus]:
-    binary = require_binary("prometheus")
-    async with run_prometheus(
-        binary, tmp_path_factory.mktemp("prometheus"), scrape_target, rule_files=[assets.ALERTS]
-    ) as server:
+async def prometheus(
+    prometheus_binary: str, scrape_target: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Prometheus]:
+    """A real Prometheus scraping the target every second and evaluating grafana/alerts.yml.
+
+    ``prometheus_binary`` comes first so that a missing binary skips before the target is started.
+    """
+    workdir = tmp_path_factory.mktemp("prometheus")
+    async with run_prometheus(prometheus_binary, workdir, scrape_target, rule_files=[assets.ALERTS]) as server:
         yield server
 
 

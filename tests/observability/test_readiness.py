@@ -7,26 +7,30 @@ import logging
 import sqlite3
 import typing
 
-import aiosqlite
 import pytest
 
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
 
 if typing.TYPE_CHECKING:
     import pathlib
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from reconciler.observability.metrics import Metrics
 
 
-def _sqlite_ping(
-    path: pathlib.Path, answered: asyncio.Event | None = None
-) -> Callable[[], typing.Awaitable[CheckResult]]:
+def _query_sqlite(path: pathlib.Path) -> None:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        db.execute("SELECT 1")
+    finally:
+        db.close()
+
+
+def _sqlite_ping(path: pathlib.Path, answered: asyncio.Event | None = None) -> Callable[[], Awaitable[CheckResult]]:
     """A real database check: open the file read-only and run a query; sets ``answered`` when it passes."""
 
     async def ping() -> CheckResult:
-        async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as db:
-            await db.execute("SELECT 1")
+        await asyncio.to_thread(_query_sqlite, path)
         if answered is not None:
             answered.set()
         return CheckResult.passed()

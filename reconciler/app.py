@@ -1,9 +1,9 @@
 """The composition root: builds every part from the settings, starts them in order, stops them in reverse.
 
 Only this module knows every part. Start order: database (migrated), metrics server, bot (not yet
-connected), activity buffer, queue, listeners, gateway, scheduler. Stop order is the reverse, so
-intake stops first, the queue drains against a still-filled cache, activity is flushed, then the
-gateway and the database close.
+connected), activity buffer, queue, listeners, gateway, scheduler. Stop order is the reverse, so the
+scheduler stops first, then intake, the queue drains against a still-filled cache, activity is
+flushed, then the gateway and the database close.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ __all__ = ["App", "running_app"]
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import math
 import time
@@ -26,10 +27,12 @@ from reconciler.discord.cache_reader import CacheReader
 from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
+from reconciler.discord.relist import Relister
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
 from reconciler.observability.server import MetricsServer
 from reconciler.reconcile import Reconciler, SyncQueue
+from reconciler.scheduling import Scheduler, scheduled_jobs
 from reconciler.store import SqlStore
 
 if typing.TYPE_CHECKING:
@@ -64,6 +67,8 @@ class App:
     listeners: GatewayListeners
     commands: SyncCommands
     metrics_server: MetricsServer | None
+    scheduler: Scheduler | None = None
+    """The drift check, relist and cleanup jobs; None when `schedule.enabled` is false."""
 
     def guild_ids(self) -> list[int]:
         return self.readiness.guild_ids()
@@ -122,14 +127,18 @@ async def running_app(
     metrics: Metrics | None = None,
     serve_metrics: bool = True,
     store_proxy: Callable[[Store], Store] | None = None,
+    clock: Callable[[], datetime.datetime] | None = None,
 ) -> AsyncGenerator[App, None]:
     """Start everything; on exit stop it in order. ``rest_url`` overrides the setting (sandbox).
 
     ``store_proxy`` wraps the store the running parts use (fault injection in tests: a slow database).
+    ``clock`` (tests) replaces the wall clock for the database's timestamps, the cleanup's cutoff and the
+    drift check's statistics; the scheduler still fires on real time.
     """
     metrics = metrics or Metrics()
+    clock = clock or _utcnow
     async with contextlib.AsyncExitStack() as stack:
-        store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size)
+        store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size, clock=clock)
         stack.push_async_callback(store.close)
         await store.upgrade()
         used: Store = store if store_proxy is None else store_proxy(store)
@@ -140,7 +149,7 @@ async def running_app(
         bot = build_bot(settings.discord, rest_url=rest_url)
         readiness = GuildReadiness()
         reader = CacheReader(bot.cache, readiness)
-        reconciler = Reconciler(store=used, desired=reader, metrics=metrics, settings=settings.sync)
+        reconciler = Reconciler(store=used, desired=reader, metrics=metrics, settings=settings.sync, clock=clock)
         workers = _WORKERS_SQLITE if store.dialect == "sqlite" else _WORKERS_POSTGRES
         queue = SyncQueue(
             reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers
@@ -183,6 +192,35 @@ async def running_app(
         heartbeat = asyncio.create_task(_publish_heartbeats(bot, metrics), name="heartbeat-metrics")
         stack.callback(heartbeat.cancel)
 
+        scheduler: Scheduler | None = None
+        if settings.schedule.enabled:
+            relister = Relister(bot=bot, readiness=readiness, metrics=metrics)
+            relister.attach(listeners)
+            stack.callback(relister.close)
+            jobs = scheduled_jobs(
+                settings.schedule,
+                settings.sync,
+                desired=reader,
+                guild_lock=reconciler.guild_lock,
+                store=used,
+                queue=queue,
+                relister=relister,
+                metrics=metrics,
+                clock=clock,
+            )
+            scheduler = Scheduler(
+                jobs,
+                store=used,
+                metrics=metrics,
+                guild_ids=readiness.guild_ids,
+                is_ready=readiness.is_ready,
+                timezone=settings.schedule.timezone,
+                misfire_grace_seconds=settings.schedule.misfire_grace_seconds,
+            )
+            # Started once the gateway is up (jobs skip guilds still loading); stopped before anything else.
+            scheduler.start()
+            stack.push_async_callback(scheduler.stop)
+
         yield App(
             settings=settings,
             metrics=metrics,
@@ -196,8 +234,13 @@ async def running_app(
             listeners=listeners,
             commands=commands,
             metrics_server=server,
+            scheduler=scheduler,
         )
         _LOGGER.info("shutting down")
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _ping(store: Store) -> typing.Callable[[], typing.Awaitable[CheckResult]]:

@@ -145,14 +145,22 @@ class ScheduleSettings(_Section):
     @pydantic.field_validator("relist_cron", "cleanup_cron")
     @classmethod
     def _parses(cls, value: str) -> str:
-        # Imported here: APScheduler is heavy and only needed when a cron is validated.
-        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+        # Imported here: APScheduler is heavy and only needed when a cron is validated. The scheduler's
+        # own parser, so what passes here is exactly what runs (weekdays numbered as cron numbers them).
+        from reconciler.scheduling import crontab_trigger  # noqa: PLC0415
 
         try:
-            CronTrigger.from_crontab(value)  # pyright: ignore[reportUnknownMemberType]
+            crontab_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"cron {value!r} does not parse: {exc}") from None
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _jitter_below_interval(self) -> ScheduleSettings:
+        # A fire is recognised across processes by its scheduled time; jitter past the next one would blur it.
+        if self.drift_check_jitter_seconds >= self.drift_check_seconds:
+            raise ValueError("drift_check_jitter_seconds must be shorter than drift_check_seconds")
+        return self
 
 
 class ObservabilitySettings(_Section):

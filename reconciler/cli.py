@@ -66,9 +66,10 @@ def _subcommand_modules() -> list[_SubcommandModule]:
     # Each part registers its own subcommand. Imported here, not at the top, so that `--help` and
     # `check-config` stay fast and a broken optional part cannot stop them.
     from reconciler import runner  # noqa: PLC0415
+    from reconciler.demo import cli as demo_cli  # noqa: PLC0415
     from reconciler.store import cli as store_cli  # noqa: PLC0415
 
-    modules: list[_SubcommandModule] = [runner, store_cli]
+    modules: list[_SubcommandModule] = [runner, store_cli, demo_cli]
     try:
         from reconciler.sandbox import standalone  # noqa: PLC0415
     except ImportError:

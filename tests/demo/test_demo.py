@@ -1,0 +1,100 @@
+"""`reconciler demo` as a newcomer runs it: a subprocess that must end with exit 0 and a database equal to the server."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+_SUMMARY_LINE = re.compile(r"^  (?P<label>[A-Z][A-Za-z ]+):\s+(?P<value>.+)$")
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    """The `label: value` lines after the summary heading."""
+    _, heading, block = stdout.partition("══ Summary")
+    assert heading, f"no summary in the output:\n{stdout}"
+    rows: dict[str, str] = {}
+    for line in block.splitlines()[1:]:
+        match = _SUMMARY_LINE.match(line)
+        if match:
+            rows[match["label"]] = match["value"].strip()
+    return rows
+
+
+def _number(text: str) -> int:
+    found = re.match(r"[\d,]+", text)
+    assert found, f"no number at the start of {text!r}"
+    return int(found.group().replace(",", ""))
+
+
+@pytest.mark.e2e
+def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path) -> None:
+    database = tmp_path / "demo.db"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "demo",
+            "--members",
+            "500",
+            "--duration",
+            "15",
+            "--database",
+            f"sqlite+aiosqlite:///{database}",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, output
+
+    summary = _summary(result.stdout)
+    on_server = _number(summary["Members on the server"])
+    in_database = _number(summary["Members in the database"])
+    assert on_server >= 450, output  # 500 generated, then people join and leave
+    assert in_database == on_server, output
+    assert summary["Coverage"] == "100.00%", output
+    assert _number(summary["Drift"]) == 0, output
+    assert summary["Result"].startswith("PASS"), output
+    posted, counted = (int(n.replace(",", "")) for n in re.findall(r"[\d,]+", summary["Messages"])[:2])
+    assert posted > 0
+    assert counted == posted, output
+
+    # Every step ran, in the order a person reads them.
+    headings = [line for line in result.stdout.splitlines() if line.startswith("── ")]
+    assert len(headings) >= 5, output
+    assert "Replica health: healthy" in result.stdout, output  # /sync stats, the bot's own reply
+    assert "Sync users: success" in result.stdout, output
+
+    # The file holds what the sandbox holds, read without the bot.
+    with sqlite3.connect(database) as conn:
+        present = conn.execute("SELECT COUNT(*) FROM members WHERE status IN ('active', 'inactive')").fetchone()[0]
+        left = conn.execute("SELECT COUNT(*) FROM members WHERE status = 'left'").fetchone()[0]
+        messages = conn.execute("SELECT COALESCE(SUM(messages), 0) FROM message_activity").fetchone()[0]
+        drift_found = conn.execute(
+            "SELECT COUNT(*) FROM sync_runs WHERE kind = 'drift_check' AND outcome = 'success'"
+            " AND created > 0 AND updated > 0"
+        ).fetchone()[0]
+        relists = conn.execute(
+            "SELECT COUNT(*) FROM sync_runs WHERE kind = 'relist' AND outcome = 'success'"
+        ).fetchone()[0]
+    assert present == on_server
+    assert left > 0
+    assert f"{left:,} left" in summary["Members in the database"]
+    assert messages == posted
+    assert drift_found >= 1, "the scheduled drift check never reported the tampering"
+    assert relists >= 1, "the relist never ran"
+    assert (tmp_path / "demo.log").exists()

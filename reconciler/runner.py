@@ -18,7 +18,7 @@ from reconciler.preflight import check_database, require_token
 
 if typing.TYPE_CHECKING:
     import argparse
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
 
     from reconciler.app import App
     from reconciler.config import Settings
@@ -33,7 +33,7 @@ async def serve_until_signalled(
     settings: Settings,
     *,
     rest_url: str | None = None,
-    while_running: Callable[[App, asyncio.Event], Awaitable[None]] | None = None,
+    while_running: Callable[[App, asyncio.Event], Coroutine[typing.Any, typing.Any, None]] | None = None,
 ) -> int:
     """Run the app until SIGINT/SIGTERM (or ``while_running`` returns); 0 on a clean stop."""
     stop = asyncio.Event()
@@ -42,12 +42,12 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with running_app(settings, rest_url=rest_url) as app:
-            _LOGGER.info("running", extra={"guilds_expected": "from gateway"})
+            _LOGGER.info("running", extra={"shards": sorted(app.bot.shards)})
             if while_running is None:
                 await stop.wait()
             else:
-                task = asyncio.create_task(while_running(app, stop))
-                stopper = asyncio.create_task(stop.wait())
+                task: asyncio.Task[None] = asyncio.create_task(while_running(app, stop))
+                stopper: asyncio.Task[typing.Any] = asyncio.create_task(stop.wait())
                 await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()
                 if not task.done():

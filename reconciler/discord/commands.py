@@ -21,7 +21,8 @@ import hikari
 
 from reconciler.discord.replies import GuildStats, progress_text, report_embed, stats_embed
 from reconciler.domain import Scope
-from reconciler.domain.health import DriftCounts, judge
+from reconciler.domain.health import judge
+from reconciler.drift import DriftReport, measure_drift
 from reconciler.reconcile import GuildNotReadyError
 from reconciler.runs import RunKind, SyncRequest, Trigger
 
@@ -257,31 +258,34 @@ class SyncCommands:
         )
 
     async def _gather_stats(self, guild_id: int, now: datetime.datetime) -> GuildStats:
-        discord_members = self._reader.member_count(guild_id)
-        drift: DriftCounts | None = None
+        """Drift as the drift check measures it (every row compared), so the command and the gauges agree."""
+        report: DriftReport | None = None
         try:
-            changes = await self._reconciler.plan(guild_id)
-            drift = DriftCounts.from_counts(changes.counts)
+            report = await measure_drift(
+                guild_id,
+                desired=self._reader,
+                store=self._store,
+                guild_lock=self._reconciler.guild_lock,
+                now=now,
+                metrics=self._metrics,
+            )
         except GuildNotReadyError:
-            drift = None
-        stored = await self._store.stats(guild_id, now=now)
+            report = None
+        stored = report.stored if report is not None else await self._store.stats(guild_id, now=now)
         last_runs = await self._store.last_runs(guild_id)
-        coverage = None
-        if drift is not None and discord_members:
-            coverage = (discord_members - drift.missing - drift.rejoined) / discord_members
         progress = self._readiness.progress(guild_id)
         verdict, reason = judge(
-            ready=self._reader.is_ready(guild_id),
+            ready=report is not None,
             readiness_detail=progress.describe() if progress else "guild not received from Discord yet",
-            drift=drift,
+            drift=None if report is None else report.drift,
             last_reconciled_at=stored.last_reconciled_at,
             now=now,
         )
         return GuildStats(
-            discord_members=discord_members,
+            discord_members=self._reader.member_count(guild_id),
             stored=stored,
-            drift=drift,
-            coverage=coverage,
+            drift=None if report is None else report.drift,
+            coverage=None if report is None else report.coverage,
             last_runs=last_runs,
             verdict=verdict,
             reason=reason,

@@ -177,10 +177,10 @@ class GatewayListeners:
 
     async def _on_chunk_rate_limited(self, event: hikari.events.RequestGuildMembersRateLimitedEvent) -> None:
         self._count("chunk_rate_limited")
-        self._metrics.errors.labels(stage="chunking").inc()
         guild_id = int(event.guild_id)
         if event.nonce is None or event.nonce != self._readiness.pending_nonce(guild_id):
-            return
+            return  # another request's (the relist handles its own); not the readiness gate's concern
+        self._metrics.errors.labels(stage="chunking").inc()
         _LOGGER.warning(
             "member request rate limited; retrying",
             extra={"guild_id": guild_id, "retry_after_s": event.retry_after},

@@ -56,6 +56,8 @@ class RelistReport:
     """Members deleted from the cache: gone on Discord, their departure never received."""
     rate_limited: int = 0
     """RATE_LIMITED answers waited out."""
+    roles_repaired: int = 0
+    """Roles the cache had wrong (a role event lost on the way): added, updated or deleted."""
     reason: str | None = None
     """Why the relist did not complete."""
 
@@ -174,13 +176,15 @@ class Relister:
             pruned = self._prune(guild_id, watch)
         finally:
             del self._watches[guild_id]
-        report = attrs.evolve(report, listed=len(watch.listed), pruned=pruned)
+        roles_repaired = await self._refresh_roles(guild_id)
+        report = attrs.evolve(report, listed=len(watch.listed), pruned=pruned, roles_repaired=roles_repaired)
         _LOGGER.info(
             "relist finished",
             extra={
                 "guild_id": guild_id,
                 "listed": report.listed,
                 "pruned": report.pruned,
+                "roles_repaired": report.roles_repaired,
                 "rate_limited": report.rate_limited,
             },
         )
@@ -242,6 +246,44 @@ class Relister:
                 async with asyncio.timeout(remaining):
                     await request.done.wait()
         return True
+
+    async def _refresh_roles(self, guild_id: int) -> int:
+        """Member chunks carry no roles: fetch them over REST and repair the cache's copy.
+
+        Roles deleted by a live event while the request was in flight are not brought back, and roles
+        created meanwhile are not removed: only what the cache held before the request is judged.
+        """
+        cache = self._bot.cache
+        if not isinstance(cache, hikari.api.MutableCache):
+            return 0
+        before = {int(r): role for r, role in cache.get_roles_view_for_guild(guild_id).items()}
+        try:
+            fetched = await self._bot.rest.fetch_roles(guild_id)
+        except hikari.HikariError as exc:
+            self._metrics.errors.labels(stage="gateway").inc()
+            _LOGGER.warning("relist could not fetch roles", extra={"guild_id": guild_id, "error": str(exc)})
+            return 0
+        now = {int(r) for r in cache.get_roles_view_for_guild(guild_id)}
+        listed = {int(role.id) for role in fetched}
+        repaired = 0
+        for role in fetched:
+            role_id = int(role.id)
+            if role_id in before and role_id not in now:
+                continue  # deleted by a live event after Discord answered
+            known = before.get(role_id)
+            if known is None or (known.name, known.color, known.position, known.permissions, known.is_managed) != (
+                role.name,
+                role.color,
+                role.position,
+                role.permissions,
+                role.is_managed,
+            ):
+                cache.set_role(role)
+                repaired += 1
+        for role_id in (before.keys() & now) - listed:
+            cache.delete_role(role_id)
+            repaired += 1
+        return repaired
 
     def _prune(self, guild_id: int, watch: _Watch) -> int:
         cache = self._bot.cache

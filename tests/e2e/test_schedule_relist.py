@@ -152,3 +152,35 @@ async def test_member_requests_are_paced_one_a_second_per_shard(sandbox: Discord
     # Three requests on one shard: at least a second between consecutive sends (Discord allows 120/min
     # for everything the shard sends, heartbeats included).
     assert elapsed >= 2.0
+
+
+@pytest.mark.asyncio
+async def test_role_events_lost_on_the_way_are_repaired_by_the_relist(
+    sandbox: DiscordSandbox, app_factory, db_view_factory
+) -> None:
+    guild_id = sandbox.create_guild(members=300, roles=8, seed=33)
+    sandbox.faults.member_request_window_s = 1.0
+    app = await app_factory(sandbox, schedule=SCHEDULED)
+    assert app.scheduler is not None
+    view = db_view_factory(app.settings.database.url)
+    role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id]
+    holder = next(uid for uid, m in sandbox.members(guild_id).items() if role_ids[1] in m.role_ids)
+
+    await sandbox.pause()
+    created = sandbox.create_role_nowait(guild_id, name="Lost Role", color=0x123456)
+    sandbox.update_role_nowait(guild_id, role_ids[0], name="Renamed While Away")
+    sandbox.delete_role_nowait(guild_id, role_ids[1])
+    await sandbox.flush()
+    await sandbox.resume()
+    await asyncio.sleep(0.2)
+    assert created not in await view.roles(guild_id), "the bot saw a role event it should have missed"
+
+    report = await app.scheduler.run_now("relist")
+    assert report.outcome is JobOutcome.SUCCESS, report
+    await app.wait_idle(10)
+    roles = await view.roles(guild_id)
+    assert roles[created]["name"] == "Lost Role"
+    assert roles[created]["deleted_at"] is None
+    assert roles[role_ids[0]]["name"] == "Renamed While Away"
+    assert roles[role_ids[1]]["deleted_at"] is not None
+    assert (holder, role_ids[1]) not in await view.links(guild_id)

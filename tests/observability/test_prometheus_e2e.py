@@ -1,13 +1,9 @@
-"""End to end: a real Prometheus scrapes the bot; every panel query and alert expression runs through its API.
+"""End to end: a real Prometheus scrapes the real bot; every panel query and alert expression runs through its API.
 
-A panel that queries a metric the bot does not export returns nothing, and fails here.
-
-Until `reconciler/app.py` runs against the sandbox here, the scrape target is a metrics server fed by a
-`Metrics` filled as a healthy bot fills it (`simulated_bot`). To test the real bot, change the one line
-marked SCRAPE TARGET below to the name of a module-scoped fixture (``loop_scope="module"``) that runs
-the bot against the sandbox and yields its metrics address, ``"host:port"``. That fixture should drive
-a little traffic first (a member join, a role change, a message, a /sync, a scheduler tick), so that
-the labelled histograms and counters the panels read have series.
+The bot is the whole app (`running_app`) against the sandbox, with the scheduler on and a little of every
+kind of traffic (joins, role changes, messages, `/sync`, each scheduled job), so every labelled series a
+panel reads exists. A panel that queries a metric the bot does not export returns nothing, and fails here.
+`simulated_bot` (a metrics server over a filled `Metrics`) stays for checking the harness itself.
 """
 
 from __future__ import annotations
@@ -19,9 +15,12 @@ import typing
 import pytest
 import pytest_asyncio
 
+from reconciler.app import running_app
+from reconciler.config import settings_from
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks
 from reconciler.observability.server import MetricsServer
+from reconciler.sandbox import DiscordSandbox
 
 from . import assets, promql, simulation
 from .prometheus_harness import Prometheus, require_binary, run_prometheus, wait_for_rule_evaluations
@@ -30,7 +29,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 # SCRAPE TARGET: the fixture whose value ("host:port") Prometheus scrapes.
-SCRAPE_TARGET_FIXTURE: typing.Final = "simulated_bot"
+SCRAPE_TARGET_FIXTURE: typing.Final = "real_bot"
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,6 +58,57 @@ async def simulated_bot() -> AsyncIterator[str]:
             traffic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await traffic
+
+
+async def _live_traffic(sandbox: DiscordSandbox, guild_id: int) -> None:
+    channel = next(iter(sandbox.channels(guild_id)))
+    humans = [uid for uid, m in sandbox.members(guild_id).items() if not m.bot]
+    tick = 0
+    while True:
+        tick += 1
+        sandbox.post_message_nowait(channel, humans[tick % len(humans)], "tick")
+        if tick % 5 == 0:
+            sandbox.update_member_nowait(guild_id, humans[tick % len(humans)], nick=f"tick-{tick}")
+        await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def real_bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """The app against the sandbox; every job and command has run once; traffic keeps ticking."""
+    folder = tmp_path_factory.mktemp("real-bot")
+    async with DiscordSandbox() as sandbox:
+        guild_id = sandbox.create_guild(members=400, roles=8, seed=41)
+        sandbox.faults.member_request_window_s = 1.0
+        settings = settings_from(
+            {
+                "discord": {"token": sandbox.token, "rest_url": sandbox.rest_url},
+                "database": {"url": f"sqlite+aiosqlite:///{folder / 'bot.db'}"},
+                "sync": {"activity_flush_seconds": 0.5},
+                "schedule": {"drift_check_seconds": 5.0, "drift_check_jitter_seconds": 0.0},
+                "observability": {"metrics_address": "127.0.0.1:0"},
+            }
+        )
+        async with running_app(settings) as app:
+            assert await app.wait_ready(30)
+            assert await app.wait_idle(30)
+            assert app.scheduler is not None and app.metrics_server is not None
+            role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id]
+            joiner = await sandbox.add_member(guild_id, username="joiner", roles=role_ids[:1])
+            await sandbox.update_member(guild_id, joiner, roles=role_ids[1:3])
+            await sandbox.create_role(guild_id, name="Observed")
+            for job in ("drift_check", "relist", "cleanup"):
+                await app.scheduler.run_now(job)
+            while not any(c["name"] == "sync" for c in sandbox.commands()):
+                await asyncio.sleep(0.05)
+            interaction = await sandbox.invoke_command(guild_id, sandbox.admin_user_id(guild_id), ["sync", "users"])
+            await sandbox.wait_for_responses(interaction, count=2, timeout=30)
+            traffic = asyncio.create_task(_live_traffic(sandbox, guild_id))
+            try:
+                yield app.metrics_server.address
+            finally:
+                traffic.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await traffic
 
 
 @pytest.fixture(scope="module")

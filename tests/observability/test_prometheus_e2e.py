@@ -14,6 +14,7 @@ import typing
 
 import pytest
 import pytest_asyncio
+from sandbox_support import wait_until
 
 from reconciler.app import running_app
 from reconciler.config import settings_from
@@ -91,15 +92,15 @@ async def real_bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
         async with running_app(settings) as app:
             assert await app.wait_ready(30)
             assert await app.wait_idle(30)
-            assert app.scheduler is not None and app.metrics_server is not None
+            assert app.scheduler is not None
+            assert app.metrics_server is not None
             role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id]
             joiner = await sandbox.add_member(guild_id, username="joiner", roles=role_ids[:1])
             await sandbox.update_member(guild_id, joiner, roles=role_ids[1:3])
             await sandbox.create_role(guild_id, name="Observed")
             for job in ("drift_check", "relist", "cleanup"):
                 await app.scheduler.run_now(job)
-            while not any(c["name"] == "sync" for c in sandbox.commands()):
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: any(c["name"] == "sync" for c in sandbox.commands()))
             interaction = await sandbox.invoke_command(guild_id, sandbox.admin_user_id(guild_id), ["sync", "users"])
             await sandbox.wait_for_responses(interaction, count=2, timeout=30)
             traffic = asyncio.create_task(_live_traffic(sandbox, guild_id))

@@ -15,10 +15,10 @@ from reconciler.sandbox import DiscordSandbox
 
 @pytest.mark.asyncio
 async def test_changes_missed_while_paused_are_repaired_after_a_fresh_session(
-    sandbox: DiscordSandbox, app_factory, db_view_factory
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
 ) -> None:
     guild_id = sandbox.create_guild(members=2000, roles=10, seed=11)
-    app = await app_factory(sandbox)
+    app = await app_factory(sandbox, url=database_url)
     view = db_view_factory(app.settings.database.url)
     before = await view.members(guild_id)
     role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id]
@@ -123,9 +123,11 @@ async def test_restart_converges_on_changes_made_while_stopped(
 
 
 @pytest.mark.asyncio
-async def test_burst_of_updates_is_merged_into_few_runs(sandbox: DiscordSandbox, app_factory, db_view_factory) -> None:
+async def test_burst_of_updates_is_merged_into_few_runs(
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
+) -> None:
     guild_id = sandbox.create_guild(members=10_000, roles=8, seed=14)
-    app = await app_factory(sandbox)
+    app = await app_factory(sandbox, url=database_url)
     view = db_view_factory(app.settings.database.url)
     runs_before = len(await view.runs(guild_id))
     humans = sorted(uid for uid, m in sandbox.members(guild_id).items() if not m.bot)[:10_000]

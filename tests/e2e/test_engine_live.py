@@ -11,9 +11,11 @@ LIVE_DEADLINE = 2.0
 
 
 @pytest.mark.asyncio
-async def test_member_and_role_events_reach_the_database(sandbox: DiscordSandbox, app_factory, db_view_factory) -> None:
+async def test_member_and_role_events_reach_the_database(
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
+) -> None:
     guild_id = sandbox.create_guild(members=300, roles=8, seed=3)
-    app = await app_factory(sandbox)
+    app = await app_factory(sandbox, url=database_url)
     view = db_view_factory(app.settings.database.url)
     role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id]
 
@@ -63,9 +65,11 @@ async def test_member_and_role_events_reach_the_database(sandbox: DiscordSandbox
 
 
 @pytest.mark.asyncio
-async def test_messages_count_activity_without_content(sandbox: DiscordSandbox, app_factory, db_view_factory) -> None:
+async def test_messages_count_activity_without_content(
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
+) -> None:
     guild_id = sandbox.create_guild(members=50, seed=4)
-    app = await app_factory(sandbox)
+    app = await app_factory(sandbox, url=database_url)
     view = db_view_factory(app.settings.database.url)
     channel = next(iter(sandbox.channels(guild_id)))
     authors = [uid for uid, m in sandbox.members(guild_id).items() if not m.bot][:5]

@@ -8,9 +8,11 @@ from reconciler.sandbox import DiscordSandbox
 
 
 @pytest.mark.asyncio
-async def test_startup_stores_every_member_with_roles(sandbox: DiscordSandbox, app_factory, db_view_factory) -> None:
+async def test_startup_stores_every_member_with_roles(
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
+) -> None:
     guild_id = sandbox.create_guild(name="Big", members=5000, roles=12, seed=7)
-    app = await app_factory(sandbox)
+    app = await app_factory(sandbox, url=database_url)
     view = db_view_factory(app.settings.database.url)
 
     truth = sandbox.members(guild_id)

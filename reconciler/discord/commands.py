@@ -56,6 +56,7 @@ class _ProgressEditor:
         self._last_edit = time.monotonic()
         self._last_done = 0
         self._last_phase = ""
+        self._edited = False
         self._in_flight: asyncio.Task[None] | None = None
 
     async def update(self, progress: RunProgress) -> None:
@@ -66,6 +67,7 @@ class _ProgressEditor:
         if self._in_flight is not None and not self._in_flight.done():
             return
         self._last_edit, self._last_done, self._last_phase = now, progress.done, progress.phase
+        self._edited = True
         self._in_flight = asyncio.create_task(self._edit(progress_text(progress)))
 
     async def _edit(self, text: str) -> None:
@@ -80,7 +82,7 @@ class _ProgressEditor:
             with contextlib.suppress(Exception):
                 await self._in_flight
         wait = self._min_interval - (time.monotonic() - self._last_edit)
-        if wait > 0 and self._last_done:
+        if wait > 0 and self._edited:
             await asyncio.sleep(wait)
         await self._ctx.edit_initial_response(content=None, embed=embed)
 

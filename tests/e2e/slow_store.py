@@ -13,12 +13,19 @@ if typing.TYPE_CHECKING:
 
 
 class SlowStore:
-    """Wraps a real store; `delay` before each call, `batch_delay` after each batch of `apply`."""
+    """Wraps a real store: `delay` before each call (or only the calls named in `only`), and
+    `batch_delay` after each committed batch of `apply`."""
 
-    def __init__(self, inner: Store, *, delay: float = 0.0, batch_delay: float = 0.0) -> None:
+    def __init__(
+        self, inner: Store, *, delay: float = 0.0, batch_delay: float = 0.0, only: frozenset[str] | None = None
+    ) -> None:
         self._inner = inner
         self.delay = delay
         self.batch_delay = batch_delay
+        self.only = only
+
+    def _delay_for(self, name: str) -> float:
+        return self.delay if self.only is None or name in self.only else 0.0
 
     def __getattr__(self, name: str) -> typing.Any:
         attribute = getattr(self._inner, name)
@@ -26,7 +33,7 @@ class SlowStore:
             return attribute
 
         async def slowed(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self._delay_for(name))
             return await attribute(*args, **kwargs)
 
         return slowed
@@ -34,7 +41,7 @@ class SlowStore:
     async def apply(
         self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
     ) -> ApplyResult:
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self._delay_for("apply"))
 
         async def slow_progress(done: int, total: int) -> None:
             await asyncio.sleep(self.batch_delay)

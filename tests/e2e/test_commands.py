@@ -232,7 +232,8 @@ async def test_slow_database_still_acknowledges_in_time_and_second_sync_waits(
 
     app = await app_factory(sandbox, store_proxy=proxy, database={"batch_size": 100})
     await _commands_registered(sandbox)
-    slow[0].delay, slow[0].batch_delay = 4.0, 0.15
+    # The run's first database call (its sync_runs row) takes 4 s: longer than Discord's 3-s deadline.
+    slow[0].delay, slow[0].batch_delay, slow[0].only = 4.0, 0.15, frozenset({"start_run"})
     admin = sandbox.admin_user_id(guild_id)
 
     first = sandbox.invoke_command_nowait(guild_id, admin, ["sync", "users"], options={"force": True})
@@ -242,16 +243,20 @@ async def test_slow_database_still_acknowledges_in_time_and_second_sync_waits(
     second = await sandbox.invoke_command(guild_id, sandbox.owner_id(guild_id), ["sync", "users"])
     busy = await sandbox.wait_for_responses(second, count=1, timeout=10)
 
-    responses = await sandbox.wait_for_responses(first, count=4, timeout=60)
-    await app.wait_idle(60)
-    responses = sandbox.interaction_responses(first)
+    responses = await eventually(
+        lambda: asyncio.sleep(0, sandbox.interaction_responses(first)),
+        lambda r: len(r) >= 3 and "embeds" in r[-1]["body"],
+        within=60,
+    )
     _assert_deferred_first(responses)
     assert responses[0]["elapsed"] < 3.0, "deferral missed Discord's 3-second deadline"
     progress = [r for r in responses[1:-1] if r["kind"] == "edit_original"]
     assert progress, "no progress edit while 3000 members were written"
     assert all("/sync users" in r["body"]["content"] for r in progress)
+    # Sent at least 1 s apart; measured where they arrive, so a few ms of transport jitter are allowed.
     edit_times = [r["at"] for r in responses[1:]]
-    assert all(b - a >= 0.99 for a, b in itertools.pairwise(edit_times)), "edits faster than once a second"
+    gaps = [b - a for a, b in itertools.pairwise(edit_times)]
+    assert min(gaps) >= 0.95, f"edits faster than once a second: {gaps}"
     assert _report(responses)["Updated"] == "3000"
 
     assert busy[0]["body"]["type"] == MESSAGE

@@ -4,9 +4,32 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import typing
+
+import pytest
+import pytest_asyncio
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from sandbox_support import chunk_tracker, gateway_bot_factory, sandbox_factory
+from pg_schemas import postgres_schema_url
+from sandbox_support import gateway_bot_factory, sandbox_factory
 
-__all__ = ["chunk_tracker", "gateway_bot_factory", "sandbox_factory"]
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["database_url", "gateway_bot_factory", "sandbox_factory"]
+
+
+@pytest_asyncio.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[str]:
+    """An empty database of each backend: a SQLite file, or a PostgreSQL schema of its own (dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    async with postgres_schema_url() as url:
+        yield url

@@ -6,11 +6,9 @@ import contextlib
 import pathlib
 import typing
 
-import pytest
 import pytest_asyncio
 from database_view import DatabaseView
 from e2e_settings import app_settings
-from pg_schemas import postgres_schema_url
 
 from reconciler.app import App, running_app
 from reconciler.sandbox import DiscordSandbox
@@ -44,21 +42,6 @@ async def app_factory(tmp_path: pathlib.Path) -> AsyncIterator[AppFactory]:
             return app
 
         yield make
-
-
-@pytest_asyncio.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
-async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[str]:
-    """An empty database of each backend: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'backend.db'}"
-        return
-    async with postgres_schema_url() as url:
-        yield url
 
 
 @pytest_asyncio.fixture

@@ -5,33 +5,16 @@ from __future__ import annotations
 import contextlib
 import typing
 
-import pytest
 import pytest_asyncio
-from pg_schemas import postgres_schema_url
 
 from reconciler.observability.metrics import Metrics
 from reconciler.scheduling import Scheduler
 from reconciler.store import SqlStore
 
 if typing.TYPE_CHECKING:
-    import pathlib
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from reconciler.scheduling import JobSpec
-
-
-@pytest_asyncio.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
-async def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scheduler.db'}"
-        return
-    async with postgres_schema_url() as url:
-        yield url
 
 
 SchedulerFactory: typing.TypeAlias = "Callable[..., Awaitable[tuple[Scheduler, Metrics]]]"

@@ -20,7 +20,7 @@ import typing
 import attrs
 
 from reconciler.domain import ChangeCounts, ChangeSet, Scope, compare_fingerprints, plan_changes
-from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger
+from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -106,10 +106,13 @@ class Reconciler:
             if progress is not None:
                 await progress(state)
 
-        run_id = await self._store.start_run(
-            guild_id, kind=request.kind.value, trigger=request.trigger.value, requested_by=request.requested_by
-        )
+        run_id: int | None = None
         try:
+            # Inside the try: a database that cannot even take the run's row is a failed run like any other
+            # (counted in errors and sync_runs_total, retried with back-off), not an error nobody counts.
+            run_id = await self._store.start_run(
+                guild_id, kind=request.kind.value, trigger=request.trigger.value, requested_by=request.requested_by
+            )
             async with self.guild_lock(guild_id), self._store.guild_lock(guild_id):
                 if progress is not None:
                     await progress(state)
@@ -310,14 +313,27 @@ class Reconciler:
 
 @attrs.define(kw_only=True)
 class _Pending:
-    request: SyncRequest
+    """The requests waiting for one guild. They are merged once, when the run starts: merging on every
+    arrival would copy the growing set of user ids per event, quadratic in a burst."""
+
+    requests: list[SyncRequest]
     waiters: list[asyncio.Future[RunReport]] = attrs.field(factory=list[asyncio.Future[RunReport]])
     listeners: list[ProgressListener] = attrs.field(factory=list[ProgressListener])
     attempt: int = 0
     not_before: float = 0.0
 
+    @property
+    def guild_id(self) -> int:
+        return self.requests[0].guild_id
+
+    @property
+    def request(self) -> SyncRequest:
+        if len(self.requests) > 1:
+            self.requests = [merge_requests(self.requests)]
+        return self.requests[0]
+
     def absorb(self, other: _Pending) -> None:
-        self.request = self.request.merge(other.request)
+        self.requests.extend(other.requests)
         self.waiters.extend(other.waiters)
         self.listeners.extend(other.listeners)
 
@@ -352,14 +368,15 @@ class SyncQueue:
         if not self._accepting:
             future.set_exception(RuntimeError("the reconciler is shutting down"))
             return future
-        entry = _Pending(request=request, waiters=[future], listeners=[progress] if progress else [])
+        entry = _Pending(requests=[request], waiters=[future], listeners=[progress] if progress else [])
         waiting = self._pending.get(request.guild_id)
         if waiting is None:
             self._pending[request.guild_id] = entry
         else:
             waiting.absorb(entry)
-            # A person asked: do not make them wait out a back-off meant for a flapping database.
-            if request.trigger is Trigger.COMMAND:
+            # A person asked, or a drift check has just read the database and found drift: do not wait out
+            # a back-off meant for a database that was down (it answers again).
+            if request.trigger in (Trigger.COMMAND, Trigger.SCHEDULE):
                 waiting.not_before = 0.0
         self._metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
@@ -488,10 +505,10 @@ class SyncQueue:
             self._wakeup.set()
 
     def _requeue(self, entry: _Pending) -> None:
-        waiting = self._pending.get(entry.request.guild_id)
+        waiting = self._pending.get(entry.guild_id)
         if waiting is not None:
             entry.absorb(waiting)
-        self._pending[entry.request.guild_id] = entry
+        self._pending[entry.guild_id] = entry
         self._metrics.queue_depth.set(len(self._pending))
 
     def _retry_or_fail(self, entry: _Pending, exc: Exception) -> None:

@@ -81,14 +81,15 @@ class CacheReader:
         cached_roles = self._cache.get_roles_view_for_guild(guild_id)
         known_roles = frozenset(int(r) for r in cached_roles)
         members: dict[int, MemberState] = {}
-        if scope.user_ids is None:
-            records = _member_records(self._cache, guild_id)
-            if records is not None:
-                members = _states_from_records(records, guild_id, known_roles)
-            else:
-                for member in self._cache.get_members_view_for_guild(guild_id).values():
-                    state = member_state(member, known_roles)
-                    members[state.user_id] = state
+        records = _member_records(self._cache, guild_id)
+        if records is not None:
+            if scope.user_ids is not None:
+                records = {uid: records[uid] for uid in scope.user_ids if uid in records}
+            members = _states_from_records(records, guild_id, known_roles)
+        elif scope.user_ids is None:
+            for member in self._cache.get_members_view_for_guild(guild_id).values():
+                state = member_state(member, known_roles)
+                members[state.user_id] = state
         else:
             for user_id in scope.user_ids:
                 member = self._cache.get_member(guild_id, user_id)

@@ -43,3 +43,16 @@ async def _settle(bot, guild_id: int, member: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the update never reached the cache")
+
+
+@pytest.mark.asyncio
+async def test_scoped_snapshot_reads_only_present_members_in_scope(sandbox_factory, gateway_bot_factory) -> None:
+    sandbox = await sandbox_factory()
+    guild_id = sandbox.create_guild(members=300, seed=6)
+    bot = await gateway_bot_factory(sandbox)
+    present = sorted(sandbox.members(guild_id))[:5]
+    absent = 4242
+    reader = CacheReader(bot.cache, GuildReadiness())
+    snapshot = reader.snapshot(guild_id, Scope.of_users([*present, absent]))
+    assert sorted(snapshot.members) == present
+    assert snapshot.roles == {}

@@ -17,6 +17,7 @@ import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from reconciler.config import ConfigError
+from reconciler.store.connect import create_engine
 
 if typing.TYPE_CHECKING:
     from reconciler.config import Settings
@@ -46,8 +47,9 @@ async def check_database(settings: Settings, source: str) -> None:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         _ensure_folder(pathlib.Path(url.database), source)
     timeout = settings.database.connect_timeout_seconds
-    connect_args: dict[str, object] = {"timeout": timeout} if url.get_backend_name() == "postgresql" else {}
-    engine = create_async_engine(url, connect_args=connect_args)
+    # On PostgreSQL the store's own engine: it turns libpq's `options=-c...` (a schema of one's own), which
+    # asyncpg does not take as an argument, into server settings. The check must accept what the store accepts.
+    engine = create_engine(url, pool_size=1) if url.get_backend_name() == "postgresql" else create_async_engine(url)
     try:
         async with asyncio.timeout(timeout + 1):
             async with engine.connect() as conn:

@@ -60,6 +60,8 @@ class GatewayListeners:
         self._metrics = metrics
         self._open = True
         self._ready_once: set[int] = set()
+        self._left_while_chunking: dict[int, set[int]] = {}
+        """Per guild still chunking: members whose departure arrived; a later chunk may bring them back."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self.chunk_listeners: list[typing.Callable[[hikari.MemberChunkEvent], None]] = []
@@ -117,6 +119,8 @@ class GatewayListeners:
         guild_id = int(event.guild_id)
         self._metrics.guild_ready.labels(guild=str(guild_id)).set(0)
         self._metrics.chunking_progress.labels(guild=str(guild_id)).set(0)
+        # The cache was just emptied; its new member list is taken after any earlier departure.
+        self._left_while_chunking[guild_id] = set()
         if event.chunk_nonce is None:
             # hikari did not chunk (small guild with presences): GUILD_CREATE carried every member.
             self._readiness.guild_available(guild_id, None)
@@ -136,6 +140,7 @@ class GatewayListeners:
         self._count("guild_leave")
         guild_id = int(event.guild_id)
         self._readiness.guild_gone(guild_id)
+        self._left_while_chunking.pop(guild_id, None)
         self._queue.drop_guild(guild_id)
         self._metrics.guild_ready.labels(guild=str(guild_id)).set(0)
         try:
@@ -162,6 +167,7 @@ class GatewayListeners:
         if progress is not None:
             self._metrics.chunking_progress.labels(guild=str(guild_id)).set(progress.ratio)
         if completed:
+            self._forget_departed(guild_id)
             self._metrics.guild_ready.labels(guild=str(guild_id)).set(1)
             first = guild_id not in self._ready_once
             self._ready_once.add(guild_id)
@@ -174,6 +180,24 @@ class GatewayListeners:
                 )
             )
             self._queue.notify_ready(guild_id)
+
+    def _forget_departed(self, guild_id: int) -> None:
+        """Delete from the cache the members who left while the guild was chunking.
+
+        Chunks are built when the request is made (Discord's as well as the sandbox's): a member who left
+        after that comes back with a later chunk, and the cache, the drift check and every run would then
+        hold a ghost until the next relist. The relist prunes such members the same way.
+        """
+        departed = self._left_while_chunking.pop(guild_id, set())
+        cache = self._bot.cache
+        if not departed or not isinstance(cache, hikari.api.MutableCache):
+            return
+        removed = [uid for uid in departed if cache.delete_member(guild_id, uid) is not None]
+        if removed:
+            _LOGGER.info(
+                "members who left during chunking removed from the cache",
+                extra={"guild_id": guild_id, "members": len(removed)},
+            )
 
     async def _on_chunk_rate_limited(self, event: hikari.events.RequestGuildMembersRateLimitedEvent) -> None:
         self._count("chunk_rate_limited")
@@ -208,6 +232,8 @@ class GatewayListeners:
 
     async def _on_member_change(self, event: hikari.MemberCreateEvent | hikari.MemberUpdateEvent) -> None:
         self._count("member_add" if isinstance(event, hikari.MemberCreateEvent) else "member_update")
+        if isinstance(event, hikari.MemberCreateEvent):
+            self._left_while_chunking.get(int(event.guild_id), set()).discard(int(event.user_id))
         self._submit(
             SyncRequest(
                 guild_id=int(event.guild_id),
@@ -220,6 +246,9 @@ class GatewayListeners:
     async def _on_member_delete(self, event: hikari.MemberDeleteEvent) -> None:
         self._count("member_remove")
         user_id = int(event.user_id)
+        guild_id = int(event.guild_id)
+        if self._readiness.is_known(guild_id) and not self._readiness.is_ready(guild_id):
+            self._left_while_chunking.setdefault(guild_id, set()).add(user_id)
         self._submit(
             SyncRequest(
                 guild_id=int(event.guild_id),

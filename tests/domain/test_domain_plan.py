@@ -76,8 +76,17 @@ def test_changed_nickname_is_an_update() -> None:
 
     changes = plan_changes(desired(after), actual(stored(before)))
 
-    assert changes.members_to_update == (MemberChange(state=after),)
+    assert changes.members_to_update == (MemberChange(state=after, user_changed=False),)
     assert changes.counts == ChangeCounts(updated=1)
+
+
+def test_a_changed_user_is_flagged_for_the_shared_users_row() -> None:
+    before = member(1)
+    renamed = attrs.evolve(member(1), username="new name")
+
+    changes = plan_changes(desired(renamed), actual(stored(before)))
+
+    assert changes.members_to_update == (MemberChange(state=renamed, user_changed=True),)
 
 
 def test_role_changes_are_link_operations() -> None:
@@ -87,7 +96,7 @@ def test_role_changes_are_link_operations() -> None:
     changes = plan_changes(desired(after), actual(stored(before)))
 
     assert changes.members_to_update == (
-        MemberChange(state=after, roles_added=frozenset({12}), roles_removed=frozenset({10})),
+        MemberChange(state=after, roles_added=frozenset({12}), roles_removed=frozenset({10}), user_changed=False),
     )
     assert list(changes.role_links_to_add()) == [(1, 12)]
     assert list(changes.role_links_to_remove()) == [(1, 10)]
@@ -122,7 +131,7 @@ def test_left_member_who_comes_back_rejoins() -> None:
     after = apply_to(actual(stored(before, MemberStatus.LEFT)), changes)
 
     assert changes.members_to_rejoin == (
-        MemberChange(state=back, roles_added=frozenset({11}), roles_removed=frozenset({10})),
+        MemberChange(state=back, roles_added=frozenset({11}), roles_removed=frozenset({10}), user_changed=False),
     )
     assert changes.counts == ChangeCounts(rejoined=1, links_added=1, links_removed=1)
     assert after.members[1] == stored(back)
@@ -133,7 +142,7 @@ def test_left_member_back_with_the_same_state_still_rejoins() -> None:
 
     changes = plan_changes(desired(same), actual(stored(same, MemberStatus.LEFT)))
 
-    assert changes.members_to_rejoin == (MemberChange(state=same),)
+    assert changes.members_to_rejoin == (MemberChange(state=same, user_changed=False),)
     assert changes.counts == ChangeCounts(rejoined=1)
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.domain import (
+    FingerprintMemo,
     GuildSnapshot,
     MemberState,
     MemberStatus,
@@ -208,3 +209,23 @@ def test_fingerprint_shortcut_plans_the_same_as_a_full_diff(case: tuple[GuildSna
 
     assert narrowed.counts == full.counts
     assert apply_to(whole, narrowed) == apply_to(whole, full)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cases(), cases())
+def test_the_memo_changes_nothing_but_speed(
+    first: tuple[GuildSnapshot, StoredSnapshot], second: tuple[GuildSnapshot, StoredSnapshot]
+) -> None:
+    memo = FingerprintMemo()
+    for desired, whole in (first, second, first):
+        stored_fps = StoredFingerprints(
+            guild_id=GUILD,
+            fingerprints={
+                uid: row.fingerprint
+                for uid, row in whole.members.items()
+                if row.status is not MemberStatus.LEFT and row.fingerprint is not None
+            },
+        )
+        fresh = attrs.evolve(desired, members={uid: attrs.evolve(m) for uid, m in desired.members.items()})
+
+        assert compare_fingerprints(fresh, stored_fps, memo=memo) == compare_fingerprints(desired, stored_fps)

@@ -7,8 +7,7 @@ import pathlib
 import typing
 
 import pytest_asyncio
-from database_view import DatabaseView
-from e2e_settings import app_settings
+from app_settings import app_settings
 
 from reconciler.app import App, running_app
 from reconciler.sandbox import DiscordSandbox
@@ -48,17 +47,3 @@ async def app_factory(tmp_path: pathlib.Path) -> AsyncIterator[AppFactory]:
 async def sandbox() -> AsyncIterator[DiscordSandbox]:
     async with DiscordSandbox() as sb:
         yield sb
-
-
-@pytest_asyncio.fixture
-async def db_view_factory() -> AsyncIterator[Callable[[str], DatabaseView]]:
-    views: list[DatabaseView] = []
-
-    def make(url: str) -> DatabaseView:
-        view = DatabaseView(url)
-        views.append(view)
-        return view
-
-    yield make
-    for view in views:
-        await view.close()

@@ -9,7 +9,7 @@ import typing
 
 import pytest
 from slow_store import SlowStore
-from wait import eventually
+from waiting import eventually
 
 from reconciler.sandbox import DiscordSandbox
 

@@ -6,8 +6,8 @@ import asyncio
 import random
 
 import pytest
-from e2e_settings import app_settings
-from wait import eventually
+from app_settings import app_settings
+from waiting import eventually
 
 from reconciler.app import running_app
 from reconciler.sandbox import DiscordSandbox

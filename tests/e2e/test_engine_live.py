@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wait import eventually
+from waiting import eventually
 
 from reconciler.sandbox import DiscordSandbox
 

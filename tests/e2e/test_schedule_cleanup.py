@@ -8,8 +8,8 @@ import typing
 
 import pytest
 import sqlalchemy as sa
-from e2e_settings import app_settings
-from wait import eventually
+from app_settings import app_settings
+from waiting import eventually
 
 from reconciler.app import running_app
 from reconciler.domain import ActivityDelta

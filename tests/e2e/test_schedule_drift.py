@@ -6,7 +6,7 @@ import typing
 
 import pytest
 import sqlalchemy as sa
-from wait import eventually
+from waiting import eventually
 
 from reconciler.sandbox import DiscordSandbox
 from reconciler.store.connect import create_engine

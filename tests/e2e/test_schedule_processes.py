@@ -7,7 +7,7 @@ import collections
 import contextlib
 
 import pytest
-from e2e_settings import app_settings
+from app_settings import app_settings
 from pg_schemas import postgres_schema_url
 
 from reconciler.app import running_app

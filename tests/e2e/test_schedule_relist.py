@@ -8,7 +8,7 @@ import random
 import typing
 
 import pytest
-from wait import eventually
+from waiting import eventually
 
 from reconciler.sandbox import DiscordSandbox
 from reconciler.scheduling import GuildOutcome, JobOutcome

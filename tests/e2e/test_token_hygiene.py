@@ -7,8 +7,8 @@ import io
 import logging
 
 import pytest
-from e2e_settings import app_settings
-from wait import eventually
+from app_settings import app_settings
+from waiting import eventually
 
 from reconciler.app import running_app
 from reconciler.observability.logging import StructuredFormatter, configure_logging

@@ -9,9 +9,8 @@ import uuid
 import pytest
 import pytest_asyncio
 from bot_process import BotProcess
-from database_view import DatabaseView
 from pg_schemas import postgres_schema_url
-from reliability_support import AppFactory, BotFactory, UrlFactory, ViewFactory, app_settings
+from reliability_support import AppFactory, BotFactory, UrlFactory, app_settings
 
 from reconciler.app import App, running_app
 from reconciler.sandbox import DiscordSandbox
@@ -42,20 +41,6 @@ async def url_factory(tmp_path: pathlib.Path) -> AsyncIterator[UrlFactory]:
             return await stack.enter_async_context(postgres_schema_url())
 
         yield make
-
-
-@pytest_asyncio.fixture
-async def db_view_factory() -> AsyncIterator[ViewFactory]:
-    views: list[DatabaseView] = []
-
-    def make(url: str) -> DatabaseView:
-        view = DatabaseView(url)
-        views.append(view)
-        return view
-
-    yield make
-    for view in views:
-        await view.close()
 
 
 @pytest_asyncio.fixture

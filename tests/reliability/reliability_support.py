@@ -15,13 +15,11 @@ __all__ = [
     "truth_links",
 ]
 
-import asyncio
-import time
 import typing
 
 import pytest
-
-from reconciler.config import settings_from
+from app_settings import app_settings
+from waiting import eventually
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -30,7 +28,6 @@ if typing.TYPE_CHECKING:
     from database_view import DatabaseView
 
     from reconciler.app import App
-    from reconciler.config import Settings
     from reconciler.sandbox import DiscordSandbox
 
 UrlFactory: typing.TypeAlias = "Callable[[str], Awaitable[str]]"
@@ -45,35 +42,6 @@ BACKENDS: typing.Final = [
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     pytest.param("sqlite", id="sqlite"),
 ]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, within: float, interval: float = 0.05
-) -> T:
-    """Call `probe` until `accept` holds for its value; fail with the last value after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            msg = f"not reached within {within}s; last value: {value!r}"[:2000]
-            raise AssertionError(msg)
-        await asyncio.sleep(interval)
-
-
-def app_settings(sandbox: DiscordSandbox, url: str, **sections: dict[str, typing.Any]) -> Settings:
-    """Settings for an in-process app against the sandbox: small batches, fast timers, no scheduler."""
-    values: dict[str, dict[str, typing.Any]] = {
-        "discord": {"token": sandbox.token, "rest_url": sandbox.rest_url},
-        "database": {"url": url, "batch_size": 500},
-        "sync": {"activity_flush_seconds": 0.2, "retry_base_seconds": 0.2},
-        "schedule": {"enabled": False},
-        "observability": {"metrics_address": "127.0.0.1:0"},
-    }
-    for name, overrides in sections.items():
-        values.setdefault(name, {}).update(overrides)
-    return settings_from(values)
 
 
 def humans(sandbox: DiscordSandbox, guild_id: int) -> list[int]:

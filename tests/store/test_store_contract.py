@@ -568,3 +568,20 @@ async def test_stale_fingerprints_are_repaired(store_factory: StoreFactory) -> N
     assert changes.counts.unchanged == 2
     assert changes.fingerprints_to_refresh == ((1, fingerprint(member(1))),)
     assert again.is_empty
+
+
+async def test_a_guild_only_change_leaves_the_shared_user_row_alone(store_factory: StoreFactory, clock: Clock) -> None:
+    store = await store_factory()
+    await sync(store, guild(member(1)))
+    first = await query(store, "SELECT updated_at FROM users WHERE id = 1")
+    clock.advance(hours=1)
+
+    await sync(store, guild(member(1, nickname="guild only", roles=(1001,))))
+    unchanged = await query(store, "SELECT updated_at FROM users WHERE id = 1")
+    clock.advance(hours=1)
+    await sync(store, guild(member(1, nickname="guild only", roles=(1001,), username="renamed")))
+    renamed = await query(store, "SELECT username, updated_at FROM users WHERE id = 1")
+
+    assert unchanged == first
+    assert renamed[0][0] == "renamed"
+    assert renamed[0][1] != first[0][0]

@@ -130,8 +130,14 @@ class GatewayListeners:
         self._spawn(self._record_guild(event.guild), f"upsert-guild-{guild_id}")
 
     async def _record_guild(self, guild: hikari.GatewayGuild) -> None:
+        guild_id = int(guild.id)
         try:
-            await self._store.upsert_guild(int(guild.id), name=guild.name, member_count=guild.member_count)
+            await self._store.upsert_guild(guild_id, name=guild.name, member_count=guild.member_count)
+            # After a restart the "no successful reconcile in 24 h" alert needs the last success on
+            # record, not nothing until the next run succeeds.
+            record = next((g for g in await self._store.guilds() if g.id == guild_id), None)
+            if record is not None and record.last_reconciled_at is not None:
+                self._metrics.last_success.labels(guild=str(guild_id)).set(record.last_reconciled_at.timestamp())
         except Exception:
             self._metrics.errors.labels(stage="store").inc()
             _LOGGER.exception("guild upsert failed", extra={"guild_id": int(guild.id)})

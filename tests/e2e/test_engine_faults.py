@@ -146,3 +146,24 @@ async def test_burst_of_updates_is_merged_into_few_runs(
     runs = (await view.runs(guild_id))[runs_before:]
     assert sum(r["updated"] for r in runs) == len(humans)
     assert len(runs) < 200, f"{len(runs)} runs for {len(humans)} updates"
+
+
+@pytest.mark.asyncio
+async def test_last_success_is_known_again_right_after_a_restart(sandbox: DiscordSandbox, tmp_path) -> None:
+    sandbox.create_guild(members=50, seed=15)
+    settings = app_settings(sandbox, f"sqlite+aiosqlite:///{tmp_path / 'last.db'}")
+    async with running_app(settings) as app:
+        assert await app.wait_idle(30)
+        assert await app.wait_ready(30)
+        assert await app.wait_idle(30)
+    guild = str(sandbox.guild_ids[0])
+    # Started again, and stopped before its own start-up run could finish: the gauge comes from the database.
+    sandbox.faults.chunk_delay_s = 5.0
+    async with running_app(settings) as app:
+        name, labels = "reconciler_last_successful_reconcile_timestamp_seconds", {"guild": guild}
+        await eventually(
+            lambda: asyncio.sleep(0, app.metrics.registry.get_sample_value(name, labels)),
+            lambda value: value is not None and value > 0,
+            within=10,
+        )
+        assert not app.readiness.is_ready(int(guild))

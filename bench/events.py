@@ -111,7 +111,6 @@ def _settings(info: dict[str, typing.Any], url: str) -> typing.Any:
             "database": {"url": url},
             "schedule": {"enabled": False},
             "observability": {"metrics_address": "127.0.0.1:0", "log_level": "WARNING"},
-            "sync": {"activity_flush_seconds": 0.5},
         }
     )
 

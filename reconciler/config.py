@@ -117,7 +117,7 @@ class SyncSettings(_Section):
     progress_min_interval_seconds: float = pydantic.Field(default=1.0, ge=1.0)
     inactive_days: int = pydantic.Field(default=30, ge=1, le=3650)
     max_departure_ratio: float = pydantic.Field(default=0.10, gt=0, le=1)
-    activity_flush_seconds: float = pydantic.Field(default=2.0, gt=0, le=300)
+    activity_flush_seconds: float = pydantic.Field(default=0.5, gt=0, le=300)
     retry_base_seconds: float = pydantic.Field(default=1.0, gt=0)
     retry_max_seconds: float = pydantic.Field(default=60.0, gt=0)
     max_attempts: int = pydantic.Field(default=8, ge=1)

@@ -44,7 +44,7 @@ ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity"
 
 # Buckets sized for what is measured: a reconcile runs milliseconds to minutes; a query, micro to seconds.
 _RUN_BUCKETS: typing.Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-_LAG_BUCKETS: typing.Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LAG_BUCKETS: typing.Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30)
 _DB_BUCKETS: typing.Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 

@@ -20,6 +20,7 @@ import typing
 import attrs
 
 from reconciler.domain import ChangeCounts, ChangeSet, Scope, compare_fingerprints, plan_changes
+from reconciler.observability.metrics import DRIFT_KINDS
 from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
 if typing.TYPE_CHECKING:
@@ -265,6 +266,21 @@ class Reconciler:
             if value:
                 self._metrics.changes_applied.labels(guild=guild, kind=kind).inc(value)
 
+    def _publish_converged(self, report: RunReport) -> None:
+        """A full run just made the database equal to the cache: what it could not write is the drift left.
+
+        The drift check measures it again on its schedule; until then the dashboard and the coverage
+        alert see the state the run left, not nothing.
+        """
+        guild = str(report.guild_id)
+        counts = report.counts
+        on_discord = counts.unchanged + counts.updated + counts.created + counts.rejoined
+        for kind in DRIFT_KINDS:
+            self._metrics.drift.labels(guild=guild, kind=kind).set(report.errors if kind == "stale" else 0)
+        self._metrics.discord_members.labels(guild=guild).set(on_discord)
+        if on_discord:
+            self._metrics.coverage_ratio.labels(guild=guild).set(max(0.0, (on_discord - report.errors) / on_discord))
+
     async def _finish(self, report: RunReport, request: SyncRequest) -> None:
         guild = str(report.guild_id)
         self._metrics.sync_runs.labels(
@@ -279,6 +295,7 @@ class Reconciler:
                 self._metrics.event_lag.observe(max(0.0, now - arrived))
             if request.scope.all_members:
                 self._metrics.last_success.labels(guild=guild).set(time.time())
+                self._publish_converged(report)
         if report.run_id is not None:
             sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
             with contextlib.suppress(Exception):

@@ -29,3 +29,9 @@ async def test_startup_stores_every_member_with_roles(
     runs = await view.runs(guild_id)
     assert [(r["trigger"], r["outcome"]) for r in runs] == [("startup", "success")]
     assert runs[0]["created"] == 5000
+    sample = app.metrics.registry.get_sample_value
+    labels = {"guild": str(guild_id)}
+    assert sample("reconciler_coverage_ratio", labels) == 1.0
+    assert sample("reconciler_discord_members", labels) == 5000
+    assert sample("reconciler_drift", {**labels, "kind": "missing"}) == 0
+    assert sample("reconciler_guild_ready", labels) == 1

@@ -8,6 +8,7 @@ __all__ = [
     "ChangeCounts",
     "ChangeSet",
     "FingerprintComparison",
+    "FingerprintMemo",
     "GuildSnapshot",
     "MemberChange",
     "MemberState",
@@ -31,6 +32,7 @@ from reconciler.domain.changes import ChangeCounts, ChangeSet, MemberChange, app
 from reconciler.domain.fingerprints import (
     FINGERPRINT_VERSION,
     FingerprintComparison,
+    FingerprintMemo,
     StoredFingerprints,
     compare_fingerprints,
     dirty_user_ids,

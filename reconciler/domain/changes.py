@@ -59,6 +59,9 @@ class MemberChange:
     state: MemberState
     roles_added: frozenset[int] = frozenset()
     roles_removed: frozenset[int] = frozenset()
+    user_changed: bool = True
+    """Whether the user's own fields (username, global name, avatar, bot flag) differ: if not, the
+    store leaves the shared `users` row alone."""
 
     @property
     def user_id(self) -> int:
@@ -174,7 +177,7 @@ def plan_changes(desired: GuildSnapshot, actual: StoredSnapshot, *, force: bool 
         have = row.state
         if row.status is not MemberStatus.LEFT and have == want:
             if force:
-                updates.append(MemberChange(state=want))
+                updates.append(MemberChange(state=want, user_changed=True))
                 rewritten += 1
             else:
                 unchanged += 1
@@ -185,7 +188,13 @@ def plan_changes(desired: GuildSnapshot, actual: StoredSnapshot, *, force: bool 
         removed = have.role_ids - want.role_ids
         links_added += len(added)
         links_removed += len(removed)
-        change = MemberChange(state=want, roles_added=added, roles_removed=removed)
+        user_changed = (
+            have.username != want.username
+            or have.global_name != want.global_name
+            or have.avatar_hash != want.avatar_hash
+            or have.is_bot != want.is_bot
+        )
+        change = MemberChange(state=want, roles_added=added, roles_removed=removed, user_changed=user_changed)
         (rejoins if row.status is MemberStatus.LEFT else updates).append(change)
 
     for user_id, row in scope.select(stored):

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "FINGERPRINT_VERSION",
     "FingerprintComparison",
+    "FingerprintMemo",
     "StoredFingerprints",
     "compare_fingerprints",
     "dirty_user_ids",
@@ -94,16 +95,43 @@ class FingerprintComparison:
     """Members present on both sides with equal fingerprints: unchanged without loading their rows."""
 
 
-def compare_fingerprints(desired: GuildSnapshot, stored: StoredFingerprints) -> FingerprintComparison:
+class FingerprintMemo:
+    """The fingerprints a comparison computed, reused by the next one: keep one per guild.
+
+    Optional and owned by the caller (the engine keeps it between runs of a guild). A member whose
+    state equals one seen before is not fingerprinted again: its entry is found by Python's hash of
+    the state (about 0.7 µs instead of 2 µs per member on a million members). That hash is salted
+    per process, so the memo lives in memory only and is never stored. About 100 bytes per member;
+    cleared when stale entries (states that changed since) outnumber the members.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget everything (e.g. when the guild is removed)."""
+        self._entries.clear()
+
+
+def compare_fingerprints(
+    desired: GuildSnapshot, stored: StoredFingerprints, *, memo: FingerprintMemo | None = None
+) -> FingerprintComparison:
     """Split the members in scope into dirty (to load and diff) and clean (unchanged).
 
     The engine loads only the dirty members (`scope.narrow(dirty)`), runs `plan_changes` over them and
-    adds `clean` to the change set's unchanged count (`ChangeSet.add_unchanged`).
+    adds `clean` to the change set's unchanged count (`ChangeSet.add_unchanged`). With a `memo`,
+    members unchanged since the previous comparison are not fingerprinted again.
     """
     scope = desired.scope.intersect(stored.scope)
     members = desired.members
     stored_fps = stored.fingerprints
     get = stored_fps.get
+    entries = memo._entries if memo is not None else None  # pyright: ignore[reportPrivateUsage]
     dirty: list[int] = []
     clean = 0
     matched = 0
@@ -113,10 +141,22 @@ def compare_fingerprints(desired: GuildSnapshot, stored: StoredFingerprints) -> 
             dirty.append(user_id)
             continue
         matched += 1
-        if found == fingerprint(member):
-            clean += 1
+        value = member._fingerprint  # pyright: ignore[reportPrivateUsage]
+        if value is None:
+            if entries is None:
+                value = _digest(member)
+            else:
+                key = hash(member)
+                value = entries.get(key)
+                if value is None:
+                    value = entries[key] = _digest(member)
+        if found == value:
+            clean += 1  # not memoized on the state: nothing will write this member
         else:
             dirty.append(user_id)
+            object.__setattr__(member, "_fingerprint", value)
+    if entries is not None and len(entries) > 2 * len(members) + 10_000:
+        entries.clear()
     # Present in the database but gone from Discord: only looked for when the counts say some exist.
     stored_in_scope = (
         len(stored_fps) if scope.user_ids is None else sum(1 for user_id in scope.user_ids if user_id in stored_fps)
@@ -127,6 +167,8 @@ def compare_fingerprints(desired: GuildSnapshot, stored: StoredFingerprints) -> 
     return FingerprintComparison(dirty=frozenset(dirty), clean=clean)
 
 
-def dirty_user_ids(desired: GuildSnapshot, stored: StoredFingerprints) -> frozenset[int]:
+def dirty_user_ids(
+    desired: GuildSnapshot, stored: StoredFingerprints, *, memo: FingerprintMemo | None = None
+) -> frozenset[int]:
     """The members in scope whose stored row may differ from Discord (see `compare_fingerprints`)."""
-    return compare_fingerprints(desired, stored).dirty
+    return compare_fingerprints(desired, stored, memo=memo).dirty

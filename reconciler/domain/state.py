@@ -138,7 +138,9 @@ class Scope:
         user_ids = self.user_ids
         if user_ids is None:
             return items.items()
-        if len(user_ids) > len(items):
+        # Keep the mapping's order (usually sorted or arrival order; a set's order is hash order,
+        # which scatters writes over the database's b-trees) unless the scope is much smaller.
+        if len(user_ids) * 8 >= len(items):
             return ((user_id, value) for user_id, value in items.items() if user_id in user_ids)
         return ((user_id, items[user_id]) for user_id in user_ids if user_id in items)
 

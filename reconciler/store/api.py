@@ -169,7 +169,7 @@ class Store(typing.Protocol):
         ...
 
     async def prune_deleted_role_links(self, guild_id: int) -> int:
-        """Delete links to roles that are deleted or unknown; the number of links removed."""
+        """Delete links to roles marked deleted (never to roles not yet known); the number removed."""
         ...
 
     async def start_run(self, guild_id: int, kind: str, trigger: str, requested_by: int | None) -> int:

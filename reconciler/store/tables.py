@@ -105,6 +105,7 @@ users: typing.Final = sa.Table(
     sa.Column("avatar_hash", sa.Text, nullable=True),
     sa.Column("is_bot", sa.Boolean, nullable=False),
     _when("updated_at", nullable=False),
+    sqlite_with_rowid=False,
 )
 
 members: typing.Final = sa.Table(

@@ -585,3 +585,47 @@ async def test_a_guild_only_change_leaves_the_shared_user_row_alone(store_factor
     assert unchanged == first
     assert renamed[0][0] == "renamed"
     assert renamed[0][1] != first[0][0]
+
+
+async def test_a_user_in_two_guilds_has_one_user_row_and_two_members(store_factory: StoreFactory) -> None:
+    store = await store_factory(batch_size=3)
+    other = GUILD + 1
+    shared = [member(i) for i in range(1, 8)]
+    await sync(store, guild(*shared))
+
+    changes = plan_changes(
+        GuildSnapshot(guild_id=other, members={m.user_id: m for m in [*shared, member(9)]}),
+        StoredSnapshot(guild_id=other, members={}),
+    )
+    result = await store.apply(other, changes)
+
+    assert result.ok
+    assert result.counts.created == 8
+    assert await query(store, "SELECT COUNT(*) FROM users") == [(8,)]
+    assert await query(store, "SELECT guild_id, COUNT(*) FROM members GROUP BY guild_id ORDER BY guild_id") == [
+        (GUILD, 7),
+        (other, 8),
+    ]
+
+
+async def test_a_cancelled_apply_keeps_whole_batches_and_the_store_usable(store_factory: StoreFactory) -> None:
+    store = await store_factory(batch_size=10)
+    desired = guild(*(member(i, roles=(1001,)) for i in range(1, 201)))
+    changes = plan_changes(desired, StoredSnapshot(guild_id=GUILD, members={}))
+    first_batch = asyncio.Event()
+
+    def on_progress(done: int, total: int) -> None:
+        first_batch.set()
+
+    task = asyncio.ensure_future(store.apply(GUILD, changes, on_progress=on_progress))
+    await first_batch.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    stored = await store.load_snapshot(GUILD, Scope.everything())
+    assert len(stored.members) % 10 == 0
+    assert all(row.state == desired.members[uid] for uid, row in stored.members.items())
+    _, result = await sync(store, desired)
+    assert result.ok
+    assert plan_changes(desired, await store.load_snapshot(GUILD, Scope.everything())).is_empty

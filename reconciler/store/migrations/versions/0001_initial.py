@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("is_bot", sa.Boolean(), nullable=False),
         _when("updated_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "members",

@@ -101,7 +101,7 @@ class DiscordSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///data/reconciler.db"
-    batch_size: int = pydantic.Field(default=1000, ge=1, le=100_000)
+    batch_size: int = pydantic.Field(default=5000, ge=1, le=100_000)
     connect_timeout_seconds: float = pydantic.Field(default=10.0, gt=0)
 
     @pydantic.field_validator("url")

@@ -19,7 +19,7 @@ import typing
 
 import attrs
 
-from reconciler.domain import ChangeCounts, ChangeSet, Scope, compare_fingerprints, plan_changes
+from reconciler.domain import ChangeCounts, ChangeSet, FingerprintMemo, Scope, compare_fingerprints, plan_changes
 from reconciler.observability.metrics import DRIFT_KINDS
 from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
@@ -54,6 +54,19 @@ class DesiredState(typing.Protocol):
     def member_count(self, guild_id: int) -> int: ...
 
 
+# Above this many members the pure comparison runs in a worker thread: at 1M it takes seconds, and the
+# event loop must keep answering heartbeats and interactions meanwhile (the GIL lets it in every 5 ms).
+_OFFLOAD_MEMBERS: typing.Final = 20_000
+
+_R = typing.TypeVar("_R")
+
+
+async def _pure(function: Callable[..., _R], *args: typing.Any, offload: bool, **kwargs: typing.Any) -> _R:
+    if offload:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    return function(*args, **kwargs)
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -81,6 +94,9 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
+        # Fingerprints computed for a guild's members, reused by its next run (about 100 bytes a member):
+        # a no-change reconcile of 1M members then costs a dictionary lookup per member, not a hash.
+        self._memos: dict[int, FingerprintMemo] = {}
 
     def guild_lock(self, guild_id: int) -> asyncio.Lock:
         """Held by every run and drift check of the guild in this process."""
@@ -88,6 +104,10 @@ class Reconciler:
         if lock is None:
             lock = self._locks[guild_id] = asyncio.Lock()
         return lock
+
+    def forget(self, guild_id: int) -> None:
+        """The bot left the guild: drop what was kept in memory for its next run."""
+        self._memos.pop(guild_id, None)
 
     async def run(self, request: SyncRequest, progress: ProgressListener | None = None) -> RunReport:
         """Reconcile the guild for the request's scope; never raises for a member's error."""
@@ -210,14 +230,17 @@ class Reconciler:
             raise GuildNotReadyError(guild_id)
         desired = self._desired.snapshot(guild_id, scope)
         started = time.monotonic()
+        large = len(desired.members) > _OFFLOAD_MEMBERS
         if force or verify:
             actual = await self._store.load_snapshot(guild_id, scope)
-            changes = plan_changes(desired, actual, force=force)
+            changes = await _pure(plan_changes, desired, actual, force=force, offload=large)
         else:
             stored = await self._store.load_fingerprints(guild_id, scope)
-            comparison = compare_fingerprints(desired, stored)
+            memo = self._memos.setdefault(guild_id, FingerprintMemo())
+            comparison = await _pure(compare_fingerprints, desired, stored, memo=memo, offload=large)
             actual = await self._store.load_snapshot(guild_id, scope.narrow(comparison.dirty))
-            changes = plan_changes(desired, actual).add_unchanged(comparison.clean)
+            planned = await _pure(plan_changes, desired, actual, offload=len(actual.members) > _OFFLOAD_MEMBERS)
+            changes = planned.add_unchanged(comparison.clean)
         self._metrics.db_latency.labels(operation="load_snapshot").observe(time.monotonic() - started)
         # After a database round trip any GUILD_CREATE that emptied the cache under the snapshot has
         # reached the readiness listener: an unchanged token proves the snapshot was whole.
@@ -420,6 +443,7 @@ class SyncQueue:
 
     def drop_guild(self, guild_id: int) -> None:
         """The bot left the guild: nothing waiting for it can run any more."""
+        self._reconciler.forget(guild_id)
         entry = self._pending.pop(guild_id, None)
         if entry is not None:
             for waiter in entry.waiters:

@@ -7,11 +7,13 @@ __all__ = ["add_subcommand"]
 import asyncio
 import logging
 import pathlib
+import sys
 import typing
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
-from reconciler.store.migrate import current_revision, upgrade_database
+from reconciler.store.migrate import MigrationError, current_revision, upgrade_database
 
 if typing.TYPE_CHECKING:
     import argparse
@@ -44,10 +46,26 @@ def _database_url(args: argparse.Namespace) -> str:
     return str(settings.database.url)
 
 
+async def _migrate(url: str) -> str | None:
+    try:
+        await upgrade_database(url)
+        return await current_revision(url)
+    except BaseException:
+        # aiosqlite reports a failed connection from its own thread: let it finish before the loop
+        # closes, or it prints a second, confusing traceback.
+        await asyncio.sleep(0.1)
+        raise
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     url = _database_url(args)
     shown = sa.make_url(url).render_as_string(hide_password=True)
-    asyncio.run(upgrade_database(url))
-    revision = asyncio.run(current_revision(url))
+    try:
+        revision = asyncio.run(_migrate(url))
+    except (OSError, sa_exc.SQLAlchemyError, MigrationError) as exc:
+        cause: BaseException = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(f"{shown}: upgrade failed, nothing was changed: {reason}", file=sys.stderr)
+        return 1
     print(f"{shown}: at revision {revision}")
     return 0

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "current_revision", "head_revision", "pending_model_changes", "upgrade_database"]
+__all__ = [
+    "MIGRATIONS",
+    "MigrationError",
+    "current_revision",
+    "head_revision",
+    "pending_model_changes",
+    "upgrade_database",
+]
 
 import logging
 import pathlib

@@ -174,3 +174,15 @@ def test_db_upgrade_takes_the_url_from_the_settings(tmp_path: pathlib.Path) -> N
 
     assert args.func(args) == 0
     assert database.exists()
+
+
+def test_db_upgrade_reports_a_failure_in_one_line(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_subcommand(parser.add_subparsers(dest="command"))
+    (tmp_path / "dir.db").mkdir()  # a folder where the database file should be
+    args = parser.parse_args(["db", "upgrade", "--database", f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}"])
+
+    code = args.func(args)
+
+    assert code == 1
+    assert "upgrade failed, nothing was changed" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import attrs
 
 from reconciler.domain import ChangeCounts, ChangeSet, FingerprintMemo, Scope, compare_fingerprints, plan_changes
 from reconciler.observability.metrics import DRIFT_KINDS
-from reconciler.runs import Outcome, RunKind, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
+from reconciler.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -422,6 +422,11 @@ class SyncQueue:
         self._wakeup.set()
         return future
 
+    def enqueue(self, request: SyncRequest) -> None:
+        """Submit without waiting for the report (gateway hints, scheduled repairs): the outcome goes to
+        the metrics and `sync_runs`, and nobody is left holding an unread failure."""
+        self.submit(request).add_done_callback(_retrieve_outcome)
+
     def running(self, guild_id: int) -> RunProgress | None:
         return self._running.get(guild_id)
 
@@ -582,6 +587,7 @@ class SyncQueue:
         self._requeue(entry)
 
 
-def startup_request(guild_id: int) -> SyncRequest:
-    """What a guild that just became ready gets: everything, roles included."""
-    return SyncRequest(guild_id=guild_id, scope=Scope.everything(), trigger=Trigger.STARTUP, kind=RunKind.USERS)
+def _retrieve_outcome(future: asyncio.Future[RunReport]) -> None:
+    # Reading the exception keeps asyncio from logging "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()

@@ -480,11 +480,6 @@ class MemberRelister(typing.Protocol):
     async def relist(self, guild_id: int) -> RelistResult: ...
 
 
-def _ignore_outcome(future: asyncio.Future[typing.Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 def _check(report: RunReport) -> None:
     if report.outcome in {Outcome.FAILED, Outcome.REFUSED}:
         raise JobFailedError(f"{report.kind.value} run {report.outcome.value}: {report.reason}")
@@ -552,7 +547,7 @@ class _DriftCheck:
                 force=bool(report.drifted_user_ids),
             )
             # Not awaited: the repair is an ordinary run (sync_runs, metrics); the next check sees its result.
-            self.queue.submit(request).add_done_callback(_ignore_outcome)
+            self.queue.enqueue(request)
             summary += "; reconcile queued"
         return summary
 

@@ -111,8 +111,7 @@ class GatewayListeners:
 
     def _submit(self, request: SyncRequest) -> None:
         if self._open:
-            # The future is not awaited: gateway runs report through metrics and sync_runs.
-            self._queue.submit(request).add_done_callback(_ignore_outcome)
+            self._queue.enqueue(request)
 
     async def _on_guild_available(self, event: hikari.GuildAvailableEvent | hikari.GuildJoinEvent) -> None:
         self._count("guild_available")
@@ -304,9 +303,3 @@ class GatewayListeners:
     async def _on_shard_down(self, event: hikari.ShardDisconnectedEvent) -> None:
         self._count("shard_disconnected")
         self._metrics.gateway_connected.labels(shard=str(event.shard.id)).set(0)
-
-
-def _ignore_outcome(future: asyncio.Future[typing.Any]) -> None:
-    # Retrieve the exception so asyncio does not log "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 
 import pytest
@@ -122,9 +123,15 @@ async def test_drift_is_measured_by_kind_and_left_alone_without_auto_heal(
     await eventually(lambda: view.runs(guild_id), lambda runs: len(runs) >= seen + 2, within=5)
     assert await _replica(view, guild_id) == damaged
     assert not [r for r in await view.runs(guild_id) if r["kind"] != "drift_check" and r["trigger"] == "schedule"]
-    success = _gauge(app, "reconciler_scheduler_job_runs_total", job_name="drift_check", outcome="success")
+    # A check's sync_runs row is written when it starts, its job counter when it ends: wait on the counter.
+    success = await eventually(
+        lambda: asyncio.sleep(
+            0, _gauge(app, "reconciler_scheduler_job_runs_total", job_name="drift_check", outcome="success")
+        ),
+        lambda value: value is not None and value >= 3,
+        within=5,
+    )
     assert success is not None
-    assert success >= 3
 
 
 @pytest.mark.asyncio

@@ -248,13 +248,6 @@ class Reconciler:
             raise GuildNotReadyError(guild_id)
         return changes
 
-    async def plan(self, guild_id: int, scope: Scope | None = None, *, verify: bool = True) -> ChangeSet:
-        """The change set a run would apply now, without applying it (drift check, `/sync stats`)."""
-        if not self._desired.is_ready(guild_id):
-            raise GuildNotReadyError(guild_id)
-        async with self.guild_lock(guild_id):
-            return await self._plan(guild_id, scope or Scope.everything(), force=False, verify=verify)
-
     def _guard(self, request: SyncRequest, changes: ChangeSet) -> str | None:
         """Refuse a run that would mark too many members left on evidence other than the gateway's."""
         if request.allow_departures:

@@ -22,7 +22,7 @@ import aiohttp
 from reconciler.demo.summary import DemoSummary, compare_with_truth
 from reconciler.demo.terminal import embed_lines
 from reconciler.demo.traffic import MEMBER_CHANGES, TrafficCounts
-from reconciler.domain.health import DriftCounts
+from reconciler.drift import measure_drift
 from reconciler.observability.metrics import ERROR_STAGES
 from reconciler.reconcile import GuildNotReadyError
 from reconciler.scheduling import DRIFT_CHECK, RELIST
@@ -36,6 +36,7 @@ if typing.TYPE_CHECKING:
     from reconciler.demo.summary import TruthDiff
     from reconciler.demo.terminal import Terminal
     from reconciler.demo.traffic import Traffic
+    from reconciler.domain.health import DriftCounts
     from reconciler.sandbox import DiscordSandbox
     from reconciler.scheduling import Scheduler
     from reconciler.store.api import SyncRun
@@ -112,11 +113,18 @@ async def truth_diff(show: Show) -> TruthDiff:
 
 async def plan_drift(show: Show) -> DriftCounts | None:
     """What the drift check would find now (the bot's cache against the database); None while loading."""
+    app = show.app
     try:
-        changes = await show.app.reconciler.plan(show.guild_id)
+        report = await measure_drift(
+            show.guild_id,
+            desired=app.reader,
+            store=app.store,
+            guild_lock=app.reconciler.guild_lock,
+            now=datetime.datetime.now(datetime.UTC),
+        )
     except GuildNotReadyError:
         return None
-    return DriftCounts.from_counts(changes.counts)
+    return report.drift
 
 
 async def _converged(show: Show, within: float) -> tuple[TruthDiff, bool]:

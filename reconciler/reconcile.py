@@ -401,24 +401,32 @@ class SyncQueue:
         if not self._accepting:
             future.set_exception(RuntimeError("the reconciler is shutting down"))
             return future
-        entry = _Pending(requests=[request], waiters=[future], listeners=[progress] if progress else [])
-        waiting = self._pending.get(request.guild_id)
-        if waiting is None:
-            self._pending[request.guild_id] = entry
-        else:
-            waiting.absorb(entry)
-            # A person asked, or a drift check has just read the database and found drift: do not wait out
-            # a back-off meant for a database that was down (it answers again).
-            if request.trigger in (Trigger.COMMAND, Trigger.SCHEDULE):
-                waiting.not_before = 0.0
-        self._metrics.queue_depth.set(len(self._pending))
-        self._wakeup.set()
+        entry = self._add(request)
+        entry.waiters.append(future)
+        if progress is not None:
+            entry.listeners.append(progress)
         return future
 
     def enqueue(self, request: SyncRequest) -> None:
         """Submit without waiting for the report (gateway hints, scheduled repairs): the outcome goes to
-        the metrics and `sync_runs`, and nobody is left holding an unread failure."""
-        self.submit(request).add_done_callback(_retrieve_outcome)
+        the metrics and `sync_runs`. Costs a list append when the guild already has requests waiting,
+        as it does all through a burst of events."""
+        if self._accepting:
+            self._add(request)
+
+    def _add(self, request: SyncRequest) -> _Pending:
+        waiting = self._pending.get(request.guild_id)
+        if waiting is None:
+            waiting = self._pending[request.guild_id] = _Pending(requests=[request])
+            self._metrics.queue_depth.set(len(self._pending))
+        else:
+            waiting.requests.append(request)
+            # A person asked, or a drift check has just read the database and found drift: do not wait out
+            # a back-off meant for a database that was down (it answers again).
+            if request.trigger in (Trigger.COMMAND, Trigger.SCHEDULE):
+                waiting.not_before = 0.0
+        self._wakeup.set()
+        return waiting
 
     def running(self, guild_id: int) -> RunProgress | None:
         return self._running.get(guild_id)
@@ -578,9 +586,3 @@ class SyncQueue:
             extra={"guild_id": request.guild_id, "attempt": entry.attempt, "delay_s": delay},
         )
         self._requeue(entry)
-
-
-def _retrieve_outcome(future: asyncio.Future[RunReport]) -> None:
-    # Reading the exception keeps asyncio from logging "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()

@@ -23,6 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +38,9 @@ from reconciler.app import running_app  # noqa: E402
 from reconciler.config import settings_from  # noqa: E402
 from reconciler.discord.bot import build_bot  # noqa: E402
 from reconciler.sandbox import DiscordSandbox  # noqa: E402
+
+BURSTS = 3
+"""Bursts per event kind on each side; the median is reported (one burst varies by 10-20 % here)."""
 
 # -- the sandbox process ------------------------------------------------------------------------------
 
@@ -115,7 +119,7 @@ def _settings(info: dict[str, typing.Any], url: str) -> typing.Any:
     )
 
 
-async def hikari_alone(sandbox: SandboxProcess, events: int) -> dict[str, float]:
+async def hikari_alone(sandbox: SandboxProcess, events: int) -> dict[str, typing.Any]:
     """Events/s that hikari parses and dispatches to listeners doing nothing (cache on, as in the app)."""
     settings = _settings(sandbox.info, "sqlite+aiosqlite:///unused.db")
     bot = build_bot(settings.discord)
@@ -139,25 +143,29 @@ async def hikari_alone(sandbox: SandboxProcess, events: int) -> dict[str, float]
     await bot.start(check_for_updates=False)
     await ready.wait()
     chunk_seconds = time.perf_counter() - started
-    rates: dict[str, float] = {"chunk_seconds": chunk_seconds}
+    rates: dict[str, typing.Any] = {"chunk_seconds": chunk_seconds}
     try:
         for event in ("update", "message"):
-            before = received[event]
-            t0 = time.perf_counter()
-            await sandbox.emit(event, events)
-            while received[event] - before < events:
-                await asyncio.sleep(0.01)
-            rates[event] = events / (time.perf_counter() - t0)
+            runs: list[float] = []
+            for _ in range(BURSTS):
+                before = received[event]
+                t0 = time.perf_counter()
+                await sandbox.emit(event, events)
+                while received[event] - before < events:
+                    await asyncio.sleep(0.01)
+                runs.append(events / (time.perf_counter() - t0))
+            rates[event] = statistics.median(runs)
+            rates[f"{event}_runs"] = runs
     finally:
         await bot.close()
     return rates
 
 
-async def app_rates(sandbox: SandboxProcess, url: str, events: int) -> dict[str, float]:
+async def app_rates(sandbox: SandboxProcess, url: str, events: int) -> dict[str, typing.Any]:
     """Events/s applied to the database by the whole app, and lag percentiles at a steady rate."""
     settings = _settings(sandbox.info, url)
     guild_id = sandbox.info["guild_id"]
-    results: dict[str, float] = {}
+    results: dict[str, typing.Any] = {}
     started = time.perf_counter()
     async with running_app(settings) as app:
         await app.wait_ready(3600)
@@ -167,21 +175,29 @@ async def app_rates(sandbox: SandboxProcess, url: str, events: int) -> dict[str,
 
         # Applied = every update received and the queue drained into committed transactions (a user
         # updated twice in one burst is rightly written once, so rows written would undercount).
-        before = received._value.get()
-        t0 = time.perf_counter()
-        await sandbox.emit("update", events)
-        while received._value.get() - before < events or app.queue.depth or app.queue.busy:
-            await asyncio.sleep(0.005)
-        results["update"] = events / (time.perf_counter() - t0)
         del guild_id
+        runs: list[float] = []
+        for _ in range(BURSTS):
+            before = received._value.get()
+            t0 = time.perf_counter()
+            await sandbox.emit("update", events)
+            while received._value.get() - before < events or app.queue.depth or app.queue.busy:
+                await asyncio.sleep(0.005)
+            runs.append(events / (time.perf_counter() - t0))
+        results["update"] = statistics.median(runs)
+        results["update_runs"] = runs
 
-        t0 = time.perf_counter()
-        recorded_before = app.activity.messages_recorded
-        await sandbox.emit("message", events)
-        while app.activity.messages_recorded - recorded_before < events:
-            await asyncio.sleep(0.01)
-        await app.activity.flush()
-        results["message"] = events / (time.perf_counter() - t0)
+        runs = []
+        for _ in range(BURSTS):
+            t0 = time.perf_counter()
+            recorded_before = app.activity.messages_recorded
+            await sandbox.emit("message", events)
+            while app.activity.messages_recorded - recorded_before < events:
+                await asyncio.sleep(0.01)
+            await app.activity.flush()
+            runs.append(events / (time.perf_counter() - t0))
+        results["message"] = statistics.median(runs)
+        results["message_runs"] = runs
 
         # Steady 1,000 events/s for 10 s, member updates and messages interleaved.
         lag = app.metrics.event_lag
@@ -244,6 +260,9 @@ async def main() -> None:
                 f"{label:>18} {limit[kind]:>14,.0f} {applied[kind]:>14,.0f} {ratio:>7.2f}"
                 f" {'>=0.70, >=10k':>14} {'ok' if ok else 'MISS'}"
             )
+            for side, result in (("hikari alone", limit), ("applied", applied)):
+                bursts = ", ".join(f"{rate:,.0f}" for rate in typing.cast("list[float]", result[f"{kind}_runs"]))
+                print(f"{'':>18}   {side} bursts: {bursts} (median shown)")
         p99_ok = applied["lag_p99"] < 1.0
         print(
             f"{'lag at 1,000/s':>18} p50 {applied['lag_p50'] * 1000:.0f} ms, p99 {applied['lag_p99'] * 1000:.0f} ms"

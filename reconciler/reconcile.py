@@ -8,18 +8,27 @@ after an exponential back-off; a refusal is final until someone forces it.
 
 from __future__ import annotations
 
-__all__ = ["DesiredState", "Reconciler", "SyncQueue"]
+__all__ = ["DesiredState", "Reconciler", "SyncQueue", "compare_with_store"]
 
 import asyncio
 import contextlib
 import datetime
 import logging
+import threading
 import time
 import typing
 
 import attrs
 
-from reconciler.domain import ChangeCounts, ChangeSet, FingerprintMemo, Scope, compare_fingerprints, plan_changes
+from reconciler.domain import (
+    ChangeCounts,
+    ChangeSet,
+    FingerprintMemo,
+    Scope,
+    compare_fingerprints,
+    fingerprint_members,
+    plan_changes,
+)
 from reconciler.observability.metrics import DRIFT_KINDS
 from reconciler.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
@@ -27,7 +36,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from reconciler.config import SyncSettings
-    from reconciler.domain import GuildSnapshot
+    from reconciler.domain import FingerprintComparison, GuildSnapshot
     from reconciler.observability.metrics import Metrics
     from reconciler.store.api import Store
 
@@ -76,6 +85,41 @@ def _is_terminal(exc: BaseException) -> bool:
     return isinstance(exc, (TypeError, ValueError, AttributeError, KeyError, NotImplementedError))
 
 
+async def compare_with_store(
+    store: Store, desired: GuildSnapshot, memo: FingerprintMemo
+) -> tuple[FingerprintComparison, asyncio.Future[None] | None]:
+    """Stored fingerprints against the desired members', computed while the database reads.
+
+    For a large scope the desired side is fingerprinted in a worker thread while the store loads
+    (1M members: about 2 s of digests beside 0.6 s of reading), and stops early if the database turns
+    out to hold none of them (a cold sync: the store fingerprints what it writes). A memo that knows
+    few of the members (the first run after a start) is not fed during the run, which would cost
+    Python's hash of every state on the way: the second value returned is that filling, started in
+    the background once the comparison is done (None when there is none). Await it or not.
+    """
+    members = desired.members
+    if len(members) <= _OFFLOAD_MEMBERS:
+        stored = await store.load_fingerprints(desired.guild_id, desired.scope)
+        return compare_fingerprints(desired, stored, memo=memo), None
+    cold = len(memo) < len(members) // 2
+    nothing_stored = threading.Event()
+    digests = asyncio.to_thread(fingerprint_members, desired, memo=None if cold else memo, stop=nothing_stored.is_set)
+    try:
+        stored = await store.load_fingerprints(desired.guild_id, desired.scope)
+    except BaseException:
+        nothing_stored.set()
+        await asyncio.gather(digests, return_exceptions=True)
+        raise
+    if not stored.fingerprints:
+        nothing_stored.set()
+    await digests
+    comparison = await asyncio.to_thread(compare_fingerprints, desired, stored, memo=None if cold else memo)
+    if not cold or not stored.fingerprints:
+        return comparison, None
+    states = list(members.values())
+    return comparison, asyncio.ensure_future(asyncio.to_thread(memo.remember, states))
+
+
 class Reconciler:
     """Runs one request against one guild: read both sides, diff, guard, apply, record."""
 
@@ -97,6 +141,7 @@ class Reconciler:
         # Fingerprints computed for a guild's members, reused by its next run (about 100 bytes a member):
         # a no-change reconcile of 1M members then costs a dictionary lookup per member, not a hash.
         self._memos: dict[int, FingerprintMemo] = {}
+        self._filling: set[asyncio.Future[None]] = set()
 
     def guild_lock(self, guild_id: int) -> asyncio.Lock:
         """Held by every run and drift check of the guild in this process."""
@@ -235,9 +280,11 @@ class Reconciler:
             actual = await self._store.load_snapshot(guild_id, scope)
             changes = await _pure(plan_changes, desired, actual, force=force, offload=large)
         else:
-            stored = await self._store.load_fingerprints(guild_id, scope)
             memo = self._memos.setdefault(guild_id, FingerprintMemo())
-            comparison = await _pure(compare_fingerprints, desired, stored, memo=memo, offload=large)
+            comparison, filling = await compare_with_store(self._store, desired, memo)
+            if filling is not None:
+                self._filling.add(filling)
+                filling.add_done_callback(self._filling.discard)
             actual = await self._store.load_snapshot(guild_id, scope.narrow(comparison.dirty))
             planned = await _pure(plan_changes, desired, actual, offload=len(actual.members) > _OFFLOAD_MEMBERS)
             changes = planned.add_unchanged(comparison.clean)

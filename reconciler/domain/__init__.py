@@ -23,6 +23,7 @@ __all__ = [
     "compare_fingerprints",
     "dirty_user_ids",
     "fingerprint",
+    "fingerprint_members",
     "merge_activity",
     "plan_changes",
 ]
@@ -37,6 +38,7 @@ from reconciler.domain.fingerprints import (
     compare_fingerprints,
     dirty_user_ids,
     fingerprint,
+    fingerprint_members,
 )
 from reconciler.domain.state import (
     GuildSnapshot,

@@ -10,6 +10,7 @@ __all__ = [
     "compare_fingerprints",
     "dirty_user_ids",
     "fingerprint",
+    "fingerprint_members",
 ]
 
 import array
@@ -116,6 +117,44 @@ class FingerprintMemo:
     def clear(self) -> None:
         """Forget everything (e.g. when the guild is removed)."""
         self._entries.clear()
+
+    def remember(self, members: Iterable[MemberState]) -> None:
+        """Add the states whose fingerprint is known (memoized on them) and not yet here.
+
+        The engine fills a new guild's memo this way after its first comparison, off the run's path.
+        """
+        entries = self._entries
+        for member in members:
+            value = member._fingerprint  # pyright: ignore[reportPrivateUsage]
+            if value is not None:
+                entries.setdefault(hash(member), value)
+
+
+def fingerprint_members(
+    desired: GuildSnapshot, *, memo: FingerprintMemo | None = None, stop: typing.Callable[[], bool] | None = None
+) -> None:
+    """Fingerprint every member in scope ahead of `compare_fingerprints`, memoizing it on the state.
+
+    For the engine to run in a worker thread while the stored fingerprints load: the comparison then
+    only reads values. With `memo`, states seen before are found in it, and new ones are added (that
+    costs Python's hash of the state; without `memo` only the digest is computed). `stop` is polled
+    every few thousand members: once the database turns out to hold none of them, digests can wait
+    until a member is written.
+    """
+    entries = memo._entries if memo is not None else None  # pyright: ignore[reportPrivateUsage]
+    for count, (_, member) in enumerate(desired.scope.select(desired.members)):
+        if stop is not None and not count % 4096 and stop():
+            return
+        if member._fingerprint is not None:  # pyright: ignore[reportPrivateUsage]
+            continue
+        if entries is None:
+            value = _digest(member)
+        else:
+            key = hash(member)
+            value = entries.get(key)
+            if value is None:
+                value = entries[key] = _digest(member)
+        object.__setattr__(member, "_fingerprint", value)
 
 
 def compare_fingerprints(

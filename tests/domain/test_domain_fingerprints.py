@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from reconciler.domain import (
+    FingerprintMemo,
     GuildSnapshot,
     MemberState,
     Scope,
@@ -15,6 +16,7 @@ from reconciler.domain import (
     compare_fingerprints,
     dirty_user_ids,
     fingerprint,
+    fingerprint_members,
 )
 
 BASE = MemberState(
@@ -129,3 +131,43 @@ def test_compare_with_nothing_changed_is_all_clean() -> None:
 
     assert result.dirty == frozenset()
     assert result.clean == 50
+
+
+def _fresh(states: list[MemberState]) -> GuildSnapshot:
+    # New objects with equal states, as each run reads them from the cache: nothing memoized on them.
+    return GuildSnapshot(guild_id=1, members={m.user_id: attrs.evolve(m) for m in states})
+
+
+def test_fingerprinting_ahead_gives_the_comparison_the_same_answer() -> None:
+    states = [attrs.evolve(BASE, user_id=BASE.user_id + i, nickname=f"n{i}") for i in range(50)]
+    stored = StoredFingerprints(
+        guild_id=1, fingerprints={m.user_id: fingerprint(m) + (i % 5 == 0) for i, m in enumerate(states)}
+    )
+    expected = compare_fingerprints(_fresh(states), stored)
+
+    ahead = _fresh(states)
+    fingerprint_members(ahead)
+
+    assert all(m._fingerprint is not None for m in ahead.members.values())  # pyright: ignore[reportPrivateUsage]
+    assert compare_fingerprints(ahead, stored) == expected
+    assert len(expected.dirty) == 10
+
+
+def test_fingerprinting_ahead_uses_and_fills_the_memo_and_stops_when_asked() -> None:
+    states = [attrs.evolve(BASE, user_id=BASE.user_id + i) for i in range(10_000)]
+    memo = FingerprintMemo()
+
+    fingerprint_members(_fresh(states), memo=memo)
+    assert len(memo) == len(states)
+
+    later = _fresh(states)
+    memo.clear()
+    memo.remember(attrs.evolve(m) for m in states)  # nothing memoized on these: nothing to add
+    assert len(memo) == 0
+    fingerprint_members(later)
+    memo.remember(later.members.values())
+    assert len(memo) == len(states)
+
+    stopped = _fresh(states)
+    fingerprint_members(stopped, stop=lambda: True)
+    assert all(m._fingerprint is None for m in stopped.members.values())  # pyright: ignore[reportPrivateUsage]

@@ -570,6 +570,37 @@ async def test_stale_fingerprints_are_repaired(store_factory: StoreFactory) -> N
     assert again.is_empty
 
 
+async def test_a_batch_larger_than_one_statement_is_written_whole(store_factory: StoreFactory) -> None:
+    """SQLite writes a batch as statements of at most 32,000 parameters: 12,000 members in one batch
+    need several statements for every kind of write (create, update, link changes, refresh, leave)."""
+    store = await store_factory(batch_size=20_000)
+    count = 12_000
+    desired = guild(*(member(i, roles=(1001, 1002)) for i in range(1, count + 1)))
+
+    _, created = await sync(store, desired)
+    assert (created.ok, created.counts.created, created.counts.links_added) == (True, count, 2 * count)
+    assert present(await store.load_snapshot(GUILD, Scope.everything())) == dict(desired.members)
+
+    changed = guild(*(member(i, nickname=f"n{i}", roles=(1001,)) for i in range(1, count + 1)))
+    _, updated = await sync(store, changed)
+    assert (updated.counts.updated, updated.counts.links_removed) == (count, count)
+    assert present(await store.load_snapshot(GUILD, Scope.everything())) == dict(changed.members)
+
+    async with store._engine.begin() as conn:  # pyright: ignore[reportPrivateUsage]
+        await conn.execute(sa.text("UPDATE members SET fingerprint = 0"))
+    refresh, _ = await sync(store, changed)
+    assert len(refresh.fingerprints_to_refresh) == count
+    stored = await store.load_fingerprints(GUILD, Scope.everything())
+    assert stored.fingerprints == {uid: fingerprint(m) for uid, m in changed.members.items()}
+
+    staying = guild(*(m for uid, m in changed.members.items() if uid <= 1000))
+    _, departed = await sync(store, staying)
+    assert departed.counts.left == count - 1000
+    rows = (await store.load_snapshot(GUILD, Scope.everything())).members
+    assert sum(row.status is MemberStatus.LEFT for row in rows.values()) == count - 1000
+    assert present(await store.load_snapshot(GUILD, Scope.everything())) == dict(staying.members)
+
+
 async def test_a_guild_only_change_leaves_the_shared_user_row_alone(store_factory: StoreFactory, clock: Clock) -> None:
     store = await store_factory()
     await sync(store, guild(member(1)))

@@ -130,6 +130,17 @@ class FingerprintMemo:
                 entries.setdefault(hash(member), value)
 
 
+def _memoized(member: MemberState, entries: dict[int, int] | None) -> int:
+    """The member's digest, found in (or added to) a memo's entries by the state's hash when there are any."""
+    if entries is None:
+        return _digest(member)
+    key = hash(member)
+    value = entries.get(key)
+    if value is None:
+        value = entries[key] = _digest(member)
+    return value
+
+
 def fingerprint_members(
     desired: GuildSnapshot, *, memo: FingerprintMemo | None = None, stop: typing.Callable[[], bool] | None = None
 ) -> None:
@@ -145,16 +156,8 @@ def fingerprint_members(
     for count, (_, member) in enumerate(desired.scope.select(desired.members)):
         if stop is not None and not count % 4096 and stop():
             return
-        if member._fingerprint is not None:  # pyright: ignore[reportPrivateUsage]
-            continue
-        if entries is None:
-            value = _digest(member)
-        else:
-            key = hash(member)
-            value = entries.get(key)
-            if value is None:
-                value = entries[key] = _digest(member)
-        object.__setattr__(member, "_fingerprint", value)
+        if member._fingerprint is None:  # pyright: ignore[reportPrivateUsage]
+            object.__setattr__(member, "_fingerprint", _memoized(member, entries))
 
 
 def compare_fingerprints(
@@ -182,13 +185,7 @@ def compare_fingerprints(
         matched += 1
         value = member._fingerprint  # pyright: ignore[reportPrivateUsage]
         if value is None:
-            if entries is None:
-                value = _digest(member)
-            else:
-                key = hash(member)
-                value = entries.get(key)
-                if value is None:
-                    value = entries[key] = _digest(member)
+            value = _memoized(member, entries)
         if found == value:
             clean += 1  # not memoized on the state: nothing will write this member
         else:

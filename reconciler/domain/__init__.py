@@ -23,7 +23,6 @@ __all__ = [
     "compare_fingerprints",
     "dirty_user_ids",
     "fingerprint",
-    "fingerprint_members",
     "merge_activity",
     "plan_changes",
 ]
@@ -38,7 +37,6 @@ from reconciler.domain.fingerprints import (
     compare_fingerprints,
     dirty_user_ids,
     fingerprint,
-    fingerprint_members,
 )
 from reconciler.domain.state import (
     GuildSnapshot,

@@ -8,7 +8,7 @@ after an exponential back-off; a refusal is final until someone forces it.
 
 from __future__ import annotations
 
-__all__ = ["DesiredState", "Reconciler", "SyncQueue", "compare_with_store"]
+__all__ = ["DesiredState", "MemoFilling", "Reconciler", "SyncQueue", "compare_with_store"]
 
 import asyncio
 import contextlib
@@ -83,15 +83,19 @@ def _is_terminal(exc: BaseException) -> bool:
     return isinstance(exc, (TypeError, ValueError, AttributeError, KeyError, NotImplementedError))
 
 
+MemoFilling = typing.Callable[[], "asyncio.Future[None]"]
+"""Starts filling a guild's fingerprint memo in a worker thread (see `compare_with_store`)."""
+
+
 async def compare_with_store(
     store: Store, desired: GuildSnapshot, memo: FingerprintMemo
-) -> tuple[FingerprintComparison, asyncio.Future[None] | None]:
+) -> tuple[FingerprintComparison, MemoFilling | None]:
     """Stored fingerprints against the desired members'.
 
     A memo that knows few of the members (the first run after a start) is not fed during the run:
     that would cost Python's hash of every state on the way (a sixth of a first run of 1M members).
-    The second value returned is that filling, started in the background once the comparison is done
-    (None when there is none to do). Await it or not; the next comparison is only slower without it.
+    The second value returned starts that filling in a worker thread; call it once the run is done
+    (it takes the GIL from whatever runs beside it), or never: the next comparison is only slower.
     """
     members = desired.members
     stored = await store.load_fingerprints(desired.guild_id, desired.scope)
@@ -100,8 +104,11 @@ async def compare_with_store(
     comparison = await _pure(compare_fingerprints, desired, stored, memo=None if cold else memo, offload=large)
     if not cold:
         return comparison, None
-    states = list(members.values())
-    return comparison, asyncio.ensure_future(asyncio.to_thread(memo.remember, states))
+
+    def fill() -> asyncio.Future[None]:
+        return asyncio.ensure_future(asyncio.to_thread(memo.remember, list(members.values())))
+
+    return comparison, fill
 
 
 class Reconciler:
@@ -125,6 +132,8 @@ class Reconciler:
         # Fingerprints computed for a guild's members, reused by its next run (about 100 bytes a member):
         # a no-change reconcile of 1M members then costs a dictionary lookup per member, not a hash.
         self._memos: dict[int, FingerprintMemo] = {}
+        self._fills: dict[int, MemoFilling] = {}
+        """Memo fillings to start once the guild's run is over."""
         self._filling: set[asyncio.Future[None]] = set()
 
     def guild_lock(self, guild_id: int) -> asyncio.Lock:
@@ -137,6 +146,7 @@ class Reconciler:
     def forget(self, guild_id: int) -> None:
         """The bot left the guild: drop what was kept in memory for its next run."""
         self._memos.pop(guild_id, None)
+        self._fills.pop(guild_id, None)
 
     async def run(self, request: SyncRequest, progress: ProgressListener | None = None) -> RunReport:
         """Reconcile the guild for the request's scope; never raises for a member's error."""
@@ -190,7 +200,15 @@ class Reconciler:
             raise
         report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
         await self._finish(report, request)
+        self._start_fill(guild_id)
         return report
+
+    def _start_fill(self, guild_id: int) -> None:
+        fill = self._fills.pop(guild_id, None)
+        if fill is not None:
+            filling = fill()
+            self._filling.add(filling)
+            filling.add_done_callback(self._filling.discard)
 
     async def _reconcile(
         self, request: SyncRequest, report_progress: Callable[[int, int, str], Awaitable[None]]
@@ -265,10 +283,9 @@ class Reconciler:
             changes = await _pure(plan_changes, desired, actual, force=force, offload=large)
         else:
             memo = self._memos.setdefault(guild_id, FingerprintMemo())
-            comparison, filling = await compare_with_store(self._store, desired, memo)
-            if filling is not None:
-                self._filling.add(filling)
-                filling.add_done_callback(self._filling.discard)
+            comparison, fill = await compare_with_store(self._store, desired, memo)
+            if fill is not None:
+                self._fills[guild_id] = fill
             actual = await self._store.load_snapshot(guild_id, scope.narrow(comparison.dirty))
             planned = await _pure(plan_changes, desired, actual, offload=len(actual.members) > _OFFLOAD_MEMBERS)
             changes = planned.add_unchanged(comparison.clean)

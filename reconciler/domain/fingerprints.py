@@ -135,17 +135,6 @@ class FingerprintMemo:
                 entries.setdefault(hash(member), value)
 
 
-def _memoized(member: MemberState, entries: dict[int, int] | None) -> int:
-    """The member's digest, found in (or added to) a memo's entries by the state's hash when there are any."""
-    if entries is None:
-        return _digest(member)
-    key = hash(member)
-    value = entries.get(key)
-    if value is None:
-        value = entries[key] = _digest(member)
-    return value
-
-
 def compare_fingerprints(
     desired: GuildSnapshot, stored: StoredFingerprints, *, memo: FingerprintMemo | None = None
 ) -> FingerprintComparison:
@@ -171,12 +160,20 @@ def compare_fingerprints(
         matched += 1
         value = member._fingerprint  # pyright: ignore[reportPrivateUsage]
         if value is None:
-            value = _memoized(member, entries)
-        object.__setattr__(member, "_fingerprint", value)  # for the store, and for `FingerprintMemo.remember`
+            if entries is None:
+                value = _digest(member)
+                # Kept on the state: for `FingerprintMemo.remember` after a run without a memo.
+                object.__setattr__(member, "_fingerprint", value)
+            else:
+                key = hash(member)
+                value = entries.get(key)
+                if value is None:
+                    value = entries[key] = _digest(member)
         if found == value:
             clean += 1
         else:
             dirty.append(user_id)
+            object.__setattr__(member, "_fingerprint", value)  # the store writes it
     if entries is not None and len(entries) > 2 * len(members) + 10_000:
         entries.clear()
     # Present in the database but gone from Discord: only looked for when the counts say some exist.

@@ -43,22 +43,22 @@ async def test_cold_first_and_steady_comparisons(store_factory: StoreFactory) ->
 
     # An empty database: everyone is new, and nothing is left to fill the memo with.
     desired = snapshot()
-    cold, filling = await compare_with_store(store, desired, memo)
-    assert (cold.dirty, cold.clean, filling) == (frozenset(desired.members), 0, None)
+    cold, fill = await compare_with_store(store, desired, memo)
+    assert (cold.dirty, cold.clean, fill) == (frozenset(desired.members), 0, None)
     actual = await store.load_snapshot(GUILD, desired.scope)
     assert (await store.apply(GUILD, plan_changes(desired, actual))).ok
 
-    # The first run after a start: all clean; the memo fills once the comparison is done.
-    first, filling = await compare_with_store(store, snapshot(), memo)
-    assert (first.dirty, first.clean) == (frozenset(), MEMBERS)
-    assert filling is not None
-    await filling
+    # The first run after a start: all clean; the memo is filled when the caller says (after the run).
+    first, fill = await compare_with_store(store, snapshot(), memo)
+    assert (first.dirty, first.clean, len(memo)) == (frozenset(), MEMBERS, 0)
+    assert fill is not None
+    await fill()
     assert len(memo) == MEMBERS
 
     # Steady state: the memo knows the unchanged, the changed are found.
     renamed = {uid: f"renamed {uid}" for uid in range(1, MEMBERS + 1, 2500)}
-    steady, filling = await compare_with_store(store, snapshot(renamed), memo)
-    assert (steady.dirty, steady.clean, filling) == (frozenset(renamed), MEMBERS - len(renamed), None)
+    steady, fill = await compare_with_store(store, snapshot(renamed), memo)
+    assert (steady.dirty, steady.clean, fill) == (frozenset(renamed), MEMBERS - len(renamed), None)
 
 
 async def test_members_only_in_the_database_are_dirty(store_factory: StoreFactory) -> None:
@@ -70,9 +70,7 @@ async def test_members_only_in_the_database_are_dirty(store_factory: StoreFactor
     fewer = snapshot()
     gone = set(range(1, 101))
     fewer = attrs.evolve(fewer, members={uid: m for uid, m in fewer.members.items() if uid not in gone})
-    comparison, filling = await compare_with_store(store, fewer, FingerprintMemo())
+    comparison, _ = await compare_with_store(store, fewer, FingerprintMemo())
 
     assert comparison.dirty == gone
     assert comparison.clean == MEMBERS - len(gone)
-    if filling is not None:
-        await filling

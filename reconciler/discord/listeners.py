@@ -22,6 +22,8 @@ from reconciler.domain import Scope
 from reconciler.runs import RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:
+    import prometheus_client
+
     from reconciler.activity import ActivityBuffer
     from reconciler.discord.readiness import GuildReadiness
     from reconciler.observability.metrics import Metrics
@@ -59,7 +61,7 @@ class GatewayListeners:
         self._store = store
         self._metrics = metrics
         self._open = True
-        self._counters: dict[str, typing.Any] = {}
+        self._counters: dict[str, prometheus_client.Counter] = {}
         self._ready_once: set[int] = set()
         self._left_while_chunking: dict[int, set[int]] = {}
         """Per guild still chunking: members whose departure arrived; a later chunk may bring them back."""

@@ -29,6 +29,7 @@ import json
 import logging
 import operator
 import sqlite3
+import threading
 import typing
 
 import attrs
@@ -177,6 +178,8 @@ class BulkBackend(abc.ABC):
 
     pipeline: bool = False
     """Whether `prepare` may run while a `send` is in flight on the same connection."""
+    queues_sends: bool = False
+    """Whether a `send` may start before the previous one is done: the driver runs them in order."""
 
     @abc.abstractmethod
     async def prepare(
@@ -228,9 +231,21 @@ def sqlite_time(value: datetime.datetime | None) -> str | None:
     """The text SQLAlchemy's SQLite DateTime stores (naive UTC, always with microseconds)."""
     if value is None:
         return None
-    if value.utcoffset():
+    if value.tzinfo is not datetime.UTC and value.utcoffset():
         value = value.astimezone(datetime.UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # %-formatting of the fields: half the cost of replace(tzinfo=None).isoformat(), once per member written.
+    return _SQLITE_TIME % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
+
+
+_SQLITE_TIME: typing.Final = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def _from_sqlite_time(value: str | None) -> datetime.datetime | None:
@@ -251,6 +266,8 @@ _SELECT_MEMBERS: typing.Final = (
 
 _MAX_VARIABLES: typing.Final = 32_000
 """Parameters per statement: below SQLite's limit (32,766 since 3.32)."""
+_PAD_TO: typing.Final = 1024
+"""Rows a padded statement is rounded up to (see `SqliteBulk._multirow`)."""
 
 
 @attrs.frozen
@@ -288,6 +305,7 @@ class SqliteBulk(BulkBackend):
     def __init__(self) -> None:
         self.multirow = sqlite3.sqlite_version_info >= (3, 33)
         self.pipeline = self.multirow
+        self.queues_sends = self.multirow
 
     _UPSERT_USERS: typing.Final = (
         "INSERT INTO users (id, username, global_name, avatar_hash, is_bot, updated_at) "
@@ -353,7 +371,11 @@ class SqliteBulk(BulkBackend):
     ) -> PreparedBatch:
         stamp = sqlite_time(now)
         steps: list[tuple[str, str, typing.Any]] = []
-        users = [(m.user_id, m.username, m.global_name, m.avatar_hash, m.is_bot, stamp) for m in batch.user_writes()]
+        # is_bot as an int: sqlite3 binds exact ints directly, a bool goes through its adapter lookup.
+        users = [
+            (m.user_id, m.username, m.global_name, m.avatar_hash, 1 if m.is_bot else 0, stamp)
+            for m in batch.user_writes()
+        ]
         if users:
             steps.append(("many", self._UPSERT_USERS, users))
         for statement, states in (
@@ -388,11 +410,16 @@ class SqliteBulk(BulkBackend):
 
     def _multirow(self, statement: str, rows: list[tuple[typing.Any, ...]]) -> Iterator[tuple[str, str, typing.Any]]:
         # The text is rebuilt per call (microseconds); sqlite3's statement cache, keyed by the text,
-        # spares the compilation of the full-size statements that recur.
+        # spares the compilation of the full-size statements that recur. The number of role links
+        # differs in every batch, so their last statement would be compiled anew each time (10 ms
+        # for thousands of rows: 2 s of a cold sync of 1M members); a repeated link is a no-op
+        # there (ON CONFLICT DO NOTHING), so that statement is padded to a round size instead.
         template = self._MULTIROW[statement]
         per = max(1, _MAX_VARIABLES // len(rows[0]))
         for start in range(0, len(rows), per):
             part = rows[start : start + per]
+            if statement is self._ADD_LINKS and len(part) > _PAD_TO:
+                part = part + [part[-1]] * (-len(part) % _PAD_TO)
             yield ("one", template.sql(len(part)), list(itertools.chain.from_iterable(part)))
 
     async def begin_bulk(self, driver: typing.Any) -> None:
@@ -407,6 +434,18 @@ class SqliteBulk(BulkBackend):
         await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def send(self, driver: typing.Any, prepared: PreparedBatch) -> None:
+        # The whole transaction is one call into aiosqlite's thread. Statement by statement, each
+        # statement waits for the event loop to send the next one, and the loop is busy building the
+        # next batch: SQLite sat idle between statements (a cold sync of 1M members: 25 s -> 19 s).
+        run_in_thread = getattr(driver, "_execute", None)
+        if run_in_thread is not None:
+            abandoned = threading.Event()
+            try:
+                await run_in_thread(_write_transaction, driver, prepared.steps, abandoned)
+            except asyncio.CancelledError:
+                abandoned.set()  # a batch still queued behind another never starts
+                raise
+            return
         await driver.execute("BEGIN IMMEDIATE")
         try:
             for kind, statement, arguments in prepared.steps:
@@ -451,6 +490,35 @@ class SqliteBulk(BulkBackend):
             for uid, name, global_name, avatar, bot, nick, joined, status, fp in rows
         ]
         return members, list(links)
+
+
+class _AbandonedError(Exception):
+    """The caller stopped waiting for this batch: roll it back (no one will count it)."""
+
+
+def _write_transaction(
+    driver: typing.Any, steps: Sequence[tuple[str, str, typing.Any]], abandoned: threading.Event
+) -> None:
+    """One batch on aiosqlite's own thread: BEGIN IMMEDIATE, every statement, COMMIT (ROLLBACK on error).
+
+    A batch abandoned by its caller before it committed is rolled back (or never started).
+    """
+    if abandoned.is_set():
+        return
+    connection: sqlite3.Connection = driver._conn
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for kind, statement, arguments in steps:
+            if abandoned.is_set():
+                raise _AbandonedError
+            if kind == "one":
+                connection.execute(statement, arguments)
+            else:
+                connection.executemany(statement, arguments)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
 
 
 class PostgresBulk(BulkBackend):

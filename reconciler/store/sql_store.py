@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["SqlStore"]
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import inspect
@@ -392,35 +393,44 @@ class SqlStore:
     ) -> None:
         # One connection for every batch (each batch still its own transaction): a checkout per
         # batch costs pre-ping round trips, a third of a cold sync on PostgreSQL. And a pipeline:
-        # the rows of batch k+1 are built while batch k's transaction runs on the database.
+        # the rows of batch k+1 are built while batch k's transaction runs on the database; where the
+        # driver queues sends (aiosqlite's thread), batch k+1 is queued before k is settled, so the
+        # database never waits for the event loop between two batches.
         done = 0
+        depth = 2 if self._bulk.queues_sends else 1
         async with self._driver() as driver:
-            in_flight: _InFlight | None = None
+            in_flight: collections.deque[_InFlight] = collections.deque()
             await self._bulk.begin_bulk(driver)
             try:
                 for batch in member_batches(change_set, self._batch_size):
-                    if in_flight is not None and not self._bulk.pipeline:
-                        settled, in_flight = in_flight, None
-                        done += await self._settle(driver, guild_id, settled, tally)
-                        await _report(on_progress, done, total)
+                    if not self._bulk.pipeline:
+                        while in_flight:
+                            done += await self._settle_oldest(driver, guild_id, in_flight, tally)
+                            await _report(on_progress, done, total)
                     prepared = await self._bulk.prepare(guild_id, batch, self._clock(), copy=tally.copy)
-                    if in_flight is not None:
-                        settled, in_flight = in_flight, None
-                        done += await self._settle(driver, guild_id, settled, tally)
+                    while len(in_flight) >= depth:
+                        done += await self._settle_oldest(driver, guild_id, in_flight, tally)
                         await _report(on_progress, done, total)
                     sent = asyncio.ensure_future(self._bulk.send(driver, prepared))
-                    in_flight = _InFlight(batch=batch, prepared=prepared, sent=sent)
-                if in_flight is not None:
-                    settled, in_flight = in_flight, None
-                    done += await self._settle(driver, guild_id, settled, tally)
+                    in_flight.append(_InFlight(batch=batch, prepared=prepared, sent=sent))
+                while in_flight:
+                    done += await self._settle_oldest(driver, guild_id, in_flight, tally)
                     await _report(on_progress, done, total)
             finally:
-                if in_flight is not None:  # interrupted while a batch was being prepared
-                    await _abandon(in_flight.sent)
+                for interrupted in in_flight:  # interrupted while a batch was in flight
+                    await _abandon(interrupted.sent)
                 try:
                     await self._bulk.end_bulk(driver, done)
                 except Exception as exc:  # never hide why the run stopped
                     _LOGGER.warning("bulk settings not restored", extra={"error": type(exc).__name__})
+
+    async def _settle_oldest(
+        self, driver: typing.Any, guild_id: int, in_flight: collections.deque[_InFlight], tally: _Tally
+    ) -> int:
+        # Removed once settled: a batch interrupted while it is awaited is still abandoned properly.
+        written = await self._settle(driver, guild_id, in_flight[0], tally)
+        in_flight.popleft()
+        return written
 
     async def _settle(self, driver: typing.Any, guild_id: int, in_flight: _InFlight, tally: _Tally) -> int:
         """Wait for a batch's transaction; retry what failed; count what was written."""

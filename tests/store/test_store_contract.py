@@ -249,10 +249,12 @@ async def test_a_crash_keeps_committed_batches_and_a_rerun_converges(store_facto
     with pytest.raises(RuntimeError, match="killed"):
         await store.apply(GUILD, changes, on_progress=crash_after_two_batches)
 
-    assert len((await store.load_snapshot(GUILD, Scope.everything())).members) == 10
+    # The two reported batches are committed; one more may have been on its way when the caller stopped.
+    kept = len((await store.load_snapshot(GUILD, Scope.everything())).members)
+    assert kept in (10, 15)
     rerun, result = await sync(store, desired)
-    assert rerun.counts.created == 13
-    assert rerun.counts.unchanged == 10
+    assert rerun.counts.created == 23 - kept
+    assert rerun.counts.unchanged == kept
     assert result.ok
     assert plan_changes(desired, await store.load_snapshot(GUILD, Scope.everything())).is_empty
 

@@ -1,0 +1,113 @@
+"""SQLite's bulk writes run a whole batch in one call on aiosqlite's thread; checked against the plain road.
+
+The one-call road reaches into aiosqlite (`Connection._execute`, `_conn`): if an upgrade removes them,
+the store falls back to a statement at a time, which is correct but slower, and these tests say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import typing
+
+import aiosqlite
+import pytest
+
+from reconciler.domain import GuildSnapshot, MemberState, StoredSnapshot, plan_changes
+from reconciler.store import SqlStore
+from reconciler.store.bulk import MemberBatch, SqliteBulk
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+pytestmark = pytest.mark.asyncio
+
+GUILD = 81384788765712384
+NOW = datetime.datetime(2024, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+class StatementAtATime:
+    """An aiosqlite connection seen without its private one-call entry point."""
+
+    def __init__(self, driver: aiosqlite.Connection) -> None:
+        self._driver = driver
+
+    def __getattr__(self, name: str) -> typing.Any:
+        if name == "_execute":
+            raise AttributeError(name)
+        return getattr(self._driver, name)
+
+
+def members(count: int, *, start: int = 1) -> list[MemberState]:
+    return [
+        MemberState(
+            user_id=user_id,
+            username=f"user{user_id}",
+            global_name=None if user_id % 3 else f"User {user_id}",
+            is_bot=user_id % 7 == 0,
+            nickname=None if user_id % 2 else f"nick {user_id}",
+            joined_at=NOW - datetime.timedelta(days=user_id),
+            role_ids=frozenset(range(1000, 1000 + user_id % 4)),
+        )
+        for user_id in range(start, start + count)
+    ]
+
+
+async def open_store(path: pathlib.Path) -> SqlStore:
+    store = await SqlStore.open(f"sqlite+aiosqlite:///{path}", batch_size=1000)
+    await store.upgrade()
+    await store.apply(
+        GUILD, plan_changes(GuildSnapshot(guild_id=GUILD, members={}), StoredSnapshot(guild_id=GUILD, members={}))
+    )
+    return store
+
+
+async def dump(store: SqlStore) -> list[typing.Any]:
+    async with store._driver() as driver:
+        rows: list[typing.Any] = []
+        for table, key in (("users", "id"), ("members", "user_id"), ("member_roles", "user_id, role_id")):
+            rows.extend(await driver.execute_fetchall(f"SELECT * FROM {table} ORDER BY {key}"))
+        return rows
+
+
+async def test_installed_aiosqlite_takes_the_one_call_road() -> None:
+    assert callable(getattr(aiosqlite.Connection, "_execute", None))
+    assert isinstance(aiosqlite.Connection._conn, property)
+
+
+async def test_both_roads_write_the_same_rows(tmp_path: pathlib.Path) -> None:
+    bulk = SqliteBulk()
+    batch = MemberBatch(creates=members(3000))
+    stores = [await open_store(tmp_path / "one-call.db"), await open_store(tmp_path / "plain.db")]
+    try:
+        for store, wrap in zip(stores, (lambda d: d, StatementAtATime), strict=True):
+            async with store._driver() as driver:
+                await bulk.write_members(wrap(driver), GUILD, batch, NOW)
+        one_call, plain = [await dump(store) for store in stores]
+    finally:
+        for store in stores:
+            await store.close()
+
+    assert len(one_call) == 3000 + 3000 + sum(len(m.role_ids) for m in batch.creates)
+    assert one_call == plain
+
+
+async def test_a_batch_abandoned_while_queued_is_never_written(tmp_path: pathlib.Path) -> None:
+    bulk = SqliteBulk()
+    store = await open_store(tmp_path / "store.db")
+    try:
+        async with store._driver() as driver:
+            first = await bulk.prepare(GUILD, MemberBatch(creates=members(20_000)), NOW)
+            second = await bulk.prepare(GUILD, MemberBatch(creates=members(10, start=50_000)), NOW)
+            running = asyncio.ensure_future(bulk.send(driver, first))
+            queued = asyncio.ensure_future(bulk.send(driver, second))
+            await asyncio.sleep(0)
+            queued.cancel()
+            await asyncio.wait([running, queued])
+            count = await driver.execute_fetchall("SELECT count(*), max(user_id) FROM members")
+    finally:
+        await store.close()
+
+    assert queued.cancelled()
+    assert running.exception() is None
+    assert list(count[0]) == [20_000, 20_000]

@@ -8,9 +8,12 @@ For each backend and size it measures, on a synthetic guild (3 roles per member 
 
 - ``floor``: the same rows written by the simplest fast code (stdlib ``sqlite3`` ``executemany`` in one
   transaction / asyncpg ``copy_records_to_table``) into a freshly migrated, empty database;
-- ``cold``: our path (fingerprints -> dirty members -> load -> plan_changes -> Store.apply) into an
-  empty database;
-- ``no-change``: the same again over the synced database;
+- ``cold``: our path, the engine's own ``Reconciler.run`` of a full request (survey of both sides, then
+  slices compared by fingerprint, loaded where dirty, diffed and written as a stream) into an empty
+  database;
+- ``no-change, first``: the same again over the synced database by a new ``Reconciler`` (the first run
+  after a start: no fingerprint memo yet);
+- ``no-change``: again by the same ``Reconciler`` (its memo filled by the runs before);
 - ``drift``: 1% of members changed (nickname or roles), 1% left, 1% joined;
 - ``naive``: one ORM ``session.get`` + modify per member, commit every 25, timed on a sample and
   extrapolated to N when N is larger than the sample.
@@ -44,16 +47,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
-from reconciler.domain import (
-    FingerprintMemo,
-    GuildSnapshot,
-    MemberState,
-    RoleState,
-    Scope,
-    fingerprint,
-    plan_changes,
-)
-from reconciler.reconcile import MemoFilling, compare_with_store
+from reconciler.config import SyncSettings
+from reconciler.domain import GuildSnapshot, MemberState, RoleState, Scope, fingerprint
+from reconciler.observability.metrics import Metrics
+from reconciler.reconcile import Reconciler
+from reconciler.runs import RunReport, SyncRequest, Trigger
 from reconciler.store import SqlStore, upgrade_database
 from reconciler.store import tables as t
 from reconciler.store.bulk import sqlite_time
@@ -262,28 +260,44 @@ class Databases:
 # --- our path -------------------------------------------------------------------------------------------
 
 
-async def reconcile(
-    store: SqlStore, desired: GuildSnapshot, phases: dict[str, float], memo: FingerprintMemo
-) -> tuple[typing.Any, MemoFilling | None]:
-    """What the engine does for one run (scope: everything); also returns the memo filling the engine
-    starts once a first run is over (see `compare_with_store`)."""
-    mark = time.perf_counter()
-    scope = Scope.everything()
-    comparison, fill = await compare_with_store(store, desired, memo)
-    phases["load and compare fingerprints"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    actual = await store.load_snapshot(GUILD, scope.narrow(comparison.dirty))
-    phases["load dirty rows"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    changes = plan_changes(desired, actual).add_unchanged(comparison.clean)
-    del actual
-    phases["plan"] = time.perf_counter() - mark
-    if not changes.is_empty:  # as the engine: nothing to write, no transaction
-        mark = time.perf_counter()
-        result = await store.apply(GUILD, changes)
-        phases["apply"] = time.perf_counter() - mark
-        assert result.ok, result.error_sample
-    return changes, fill
+class PrebuiltGuild:
+    """What the engine reads as Discord's state (hikari's cache in the bot): a snapshot built beforehand."""
+
+    def __init__(self) -> None:
+        self.current = GuildSnapshot(guild_id=GUILD, members={})
+
+    def snapshot(self, guild_id: int, scope: Scope) -> GuildSnapshot:
+        members = self.current.members
+        if scope.user_ids is not None:
+            members = {uid: members[uid] for uid in sorted(scope.user_ids) if uid in members}
+        roles = self.current.roles if scope.roles else {}
+        return GuildSnapshot(guild_id=guild_id, members=members, roles=roles, scope=scope)
+
+    def member_ids(self, guild_id: int) -> typing.AbstractSet[int]:
+        return self.current.members.keys()
+
+    def is_ready(self, guild_id: int) -> bool:
+        return True
+
+    def ready_token(self, guild_id: int) -> int | None:
+        return 1
+
+    def member_count(self, guild_id: int) -> int:
+        return len(self.current.members)
+
+
+def engine(store: SqlStore, guild: PrebuiltGuild) -> Reconciler:
+    """The engine as the bot builds it: a new one has no fingerprint memo (the first run after a start)."""
+    return Reconciler(store=store, desired=guild, metrics=Metrics(), settings=SyncSettings())
+
+
+async def reconcile(reconciler: Reconciler) -> RunReport:
+    """One full run, as start-up, a role deletion or the scheduler asks for it."""
+    request = SyncRequest(guild_id=GUILD, scope=Scope.everything(), trigger=Trigger.STARTUP)
+    report = await reconciler.run(request)
+    assert report.errors == 0, report.error_sample
+    assert report.outcome.value == "success", report.reason
+    return report
 
 
 # --- references -----------------------------------------------------------------------------------------
@@ -482,20 +496,17 @@ async def run_case(backend: str, n: int, args: argparse.Namespace, workdir: path
         floors.append(best(label, runs, rows))
     floor = min(floors, key=lambda r: r.seconds)
 
-    # Our path, as the engine runs it: one FingerprintMemo per guild, kept between runs.
-    async def ours(store: SqlStore, data: list[Raw], memo: FingerprintMemo) -> tuple[float, float, str]:
-        desired = snapshot(data)
-        phases: dict[str, float] = {}
+    # Our path, as the engine runs it: one Reconciler (and so one fingerprint memo per guild) kept between runs.
+    guild = PrebuiltGuild()
+
+    async def ours(reconciler: Reconciler, data: list[Raw]) -> tuple[float, float, str]:
+        guild.current = snapshot(data)
         gc.collect()
-        seconds, peak, (changes, fill) = await timed(
-            f"{len(desired.members):,}", lambda: reconcile(store, desired, phases, memo)
-        )
-        if fill is not None:  # the engine starts it after the run; the next measurement must not share the CPU
-            mark = time.perf_counter()
-            await fill()
-            phases["(after the run: memo filled in the background)"] = time.perf_counter() - mark
-        counts = changes.counts
-        note = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+        seconds, peak, report = await timed(f"{len(guild.current.members):,}", lambda: reconcile(reconciler))
+        mark = time.perf_counter()
+        await reconciler.idle()  # a memo filled after a first run: the next measurement must not share the CPU
+        note = f"after the run, in the background: {time.perf_counter() - mark:.2f}"
+        counts = report.counts
         note += f" | created {counts.created} updated {counts.updated} left {counts.left} unchanged {counts.unchanged}"
         print(f"      {note}", flush=True)
         return seconds, peak, note
@@ -503,7 +514,6 @@ async def run_case(backend: str, n: int, args: argparse.Namespace, workdir: path
     cold_runs: list[tuple[float, float, str]] = []
     url = ""
     store: SqlStore | None = None
-    memo = FingerprintMemo()
     try:
         for attempt in range(args.cold_repeat):
             if store is not None:
@@ -511,27 +521,27 @@ async def run_case(backend: str, n: int, args: argparse.Namespace, workdir: path
                 await databases.drop(url)
             url = await databases.fresh()
             store = await SqlStore.open(url, batch_size=args.batch_size)
-            memo = FingerprintMemo()
             print(f"    cold #{attempt + 1}", flush=True)
-            cold_runs.append(await ours(store, raw, memo))
+            cold_runs.append(await ours(engine(store, guild), raw))
         assert store is not None
         best("cold", cold_runs, rows)
+        steady = engine(store, guild)
         first_runs: list[tuple[float, float, str]] = []
         for attempt in range(args.repeat):
-            print(f"    no-change, first #{attempt + 1} (empty memo: the first run after a start)", flush=True)
-            first_runs.append(await ours(store, raw, FingerprintMemo() if attempt else memo))
+            print(f"    no-change, first #{attempt + 1} (a new engine: no memo yet)", flush=True)
+            first_runs.append(await ours(engine(store, guild) if attempt else steady, raw))
         best("no-change, first", first_runs, n)
         steady_runs: list[tuple[float, float, str]] = []
         for attempt in range(args.repeat):
             print(f"    no-change #{attempt + 1} (memo from the previous run)", flush=True)
-            steady_runs.append(await ours(store, raw, memo))
+            steady_runs.append(await ours(steady, raw))
         best("no-change", steady_runs, n)
         drift_runs: list[tuple[float, float, str]] = []
         data = raw
         for step in range(args.repeat):
             data = drift(data, step)
             print(f"    drift #{step + 1} (1% changed, 1% left, 1% joined)", flush=True)
-            drift_runs.append(await ours(store, data, memo))
+            drift_runs.append(await ours(steady, data))
         best("drift", drift_runs, len(data))
     finally:
         if store is not None:

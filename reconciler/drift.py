@@ -17,7 +17,7 @@ import attrs
 
 from reconciler.domain import ChangeCounts, Scope, plan_changes
 from reconciler.domain.health import DriftCounts
-from reconciler.reconcile import GuildNotReadyError
+from reconciler.planning import GuildNotReadyError
 
 if typing.TYPE_CHECKING:
     import contextlib
@@ -26,7 +26,7 @@ if typing.TYPE_CHECKING:
 
     from reconciler.domain import ChangeSet
     from reconciler.observability.metrics import Metrics
-    from reconciler.reconcile import DesiredState
+    from reconciler.planning import DesiredState
     from reconciler.store.api import Store, StoreStats
 
 _LOGGER: typing.Final = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ after an exponential back-off; a refusal is final until someone forces it.
 
 from __future__ import annotations
 
-__all__ = ["DesiredState", "MemoFilling", "Reconciler", "SyncQueue", "compare_with_store"]
+__all__ = ["Reconciler", "SyncQueue"]
 
 import asyncio
 import contextlib
@@ -19,59 +19,28 @@ import typing
 
 import attrs
 
-from reconciler.domain import (
-    ChangeCounts,
-    ChangeSet,
-    FingerprintMemo,
-    Scope,
-    compare_fingerprints,
-    plan_changes,
-)
+from reconciler.domain import ChangeCounts, FingerprintMemo
 from reconciler.observability.metrics import DRIFT_KINDS
+from reconciler.planning import DesiredState, GuildNotReadyError, PlanProgress, plan_slices, survey
 from reconciler.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger, merge_requests
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from reconciler.config import SyncSettings
-    from reconciler.domain import FingerprintComparison, GuildSnapshot
+    from reconciler.domain import ChangeSet, MemberState
     from reconciler.observability.metrics import Metrics
+    from reconciler.planning import Survey
     from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
 ProgressListener = typing.Callable[[RunProgress], "Awaitable[None]"]
 
-
-class GuildNotReadyError(Exception):
-    """The guild's member list is still being loaded; the request waits for it."""
-
-
-class DesiredState(typing.Protocol):
-    """Where Discord's state comes from (hikari's cache in the bot)."""
-
-    def snapshot(self, guild_id: int, scope: Scope) -> GuildSnapshot: ...
-
-    def is_ready(self, guild_id: int) -> bool: ...
-
-    def ready_token(self, guild_id: int) -> int | None:
-        """None while loading; changes whenever the guild's member list is reloaded."""
-        ...
-
-    def member_count(self, guild_id: int) -> int: ...
-
-
-# Above this many members the pure comparison runs in a worker thread: at 1M it takes seconds, and the
-# event loop must keep answering heartbeats and interactions meanwhile (the GIL lets it in every 5 ms).
-_OFFLOAD_MEMBERS: typing.Final = 20_000
-
-_R = typing.TypeVar("_R")
-
-
-async def _pure(function: Callable[..., _R], *args: typing.Any, offload: bool, **kwargs: typing.Any) -> _R:
-    if offload:
-        return await asyncio.to_thread(function, *args, **kwargs)
-    return function(*args, **kwargs)
+# A first run after a start compares without the fingerprint memo when the guild has more members than
+# this: feeding it would cost Python's hash of every state on the way (a sixth of a first run of 1M
+# members); it is filled in a worker thread once the run is done instead.
+_COLD_MEMO_FROM: typing.Final = 20_000
 
 
 def _utcnow() -> datetime.datetime:
@@ -81,34 +50,6 @@ def _utcnow() -> datetime.datetime:
 def _is_terminal(exc: BaseException) -> bool:
     """Errors that another attempt cannot fix: a bug, not an outage."""
     return isinstance(exc, (TypeError, ValueError, AttributeError, KeyError, NotImplementedError))
-
-
-MemoFilling = typing.Callable[[], "asyncio.Future[None]"]
-"""Starts filling a guild's fingerprint memo in a worker thread (see `compare_with_store`)."""
-
-
-async def compare_with_store(
-    store: Store, desired: GuildSnapshot, memo: FingerprintMemo
-) -> tuple[FingerprintComparison, MemoFilling | None]:
-    """Stored fingerprints against the desired members'.
-
-    A memo that knows few of the members (the first run after a start) is not fed during the run:
-    that would cost Python's hash of every state on the way (a sixth of a first run of 1M members).
-    The second value returned starts that filling in a worker thread; call it once the run is done
-    (it takes the GIL from whatever runs beside it), or never: the next comparison is only slower.
-    """
-    members = desired.members
-    stored = await store.load_fingerprints(desired.guild_id, desired.scope)
-    large = len(members) > _OFFLOAD_MEMBERS
-    cold = large and bool(stored.fingerprints) and len(memo) < len(members) // 2
-    comparison = await _pure(compare_fingerprints, desired, stored, memo=None if cold else memo, offload=large)
-    if not cold:
-        return comparison, None
-
-    def fill() -> asyncio.Future[None]:
-        return asyncio.ensure_future(asyncio.to_thread(memo.remember, list(members.values())))
-
-    return comparison, fill
 
 
 class Reconciler:
@@ -132,7 +73,7 @@ class Reconciler:
         # Fingerprints computed for a guild's members, reused by its next run (about 100 bytes a member):
         # a no-change reconcile of 1M members then costs a dictionary lookup per member, not a hash.
         self._memos: dict[int, FingerprintMemo] = {}
-        self._fills: dict[int, MemoFilling] = {}
+        self._fills: dict[int, Callable[[], asyncio.Future[None]]] = {}
         """Memo fillings to start once the guild's run is over."""
         self._filling: set[asyncio.Future[None]] = set()
 
@@ -142,6 +83,11 @@ class Reconciler:
         if lock is None:
             lock = self._locks[guild_id] = asyncio.Lock()
         return lock
+
+    async def idle(self) -> None:
+        """Wait for what runs left to do in the background (filling fingerprint memos)."""
+        while self._filling:
+            await asyncio.wait(set(self._filling))
 
     def forget(self, guild_id: int) -> None:
         """The bot left the guild: drop what was kept in memory for its next run."""
@@ -214,10 +160,11 @@ class Reconciler:
         self, request: SyncRequest, report_progress: Callable[[int, int, str], Awaitable[None]]
     ) -> RunReport:
         guild_id = request.guild_id
-        if not self._desired.is_ready(guild_id):
-            raise GuildNotReadyError(guild_id)
-        changes = await self._plan(guild_id, request.scope, force=request.force, verify=request.verify)
-        refusal = self._guard(request, changes)
+        full_rows = request.force or request.verify
+        started = time.monotonic()
+        surveyed = await survey(self._desired, self._store, guild_id, request.scope, full_rows=full_rows)
+        self._metrics.db_latency.labels(operation="load_fingerprints").observe(time.monotonic() - started)
+        refusal = self._guard(request, surveyed)
         if refusal is not None:
             self._metrics.errors.labels(stage="guard").inc()
             _LOGGER.warning("mass departure refused", extra={"guild_id": guild_id, "reason": refusal})
@@ -226,28 +173,15 @@ class Reconciler:
                 kind=request.kind,
                 trigger=request.trigger,
                 outcome=Outcome.REFUSED,
-                counts=changes.counts,
+                counts=ChangeCounts(left=len(surveyed.departures)),
                 reason=refusal,
             )
-        total = changes.member_operations
-
-        async def on_batch(done: int, _total: int) -> None:
-            await report_progress(done, total, "writing")
-
-        errors = 0
-        sample: tuple[tuple[int, str], ...] = ()
-        counts = changes.counts
-        if not changes.is_empty:
-            started = time.monotonic()
-            result = await self._store.apply(guild_id, changes, on_progress=on_batch)
-            self._metrics.db_latency.labels(operation="apply").observe(time.monotonic() - started)
-            errors, sample, counts = result.errors, result.error_sample, result.counts
-            self._count_changes(guild_id, counts)
+        counts, errors, sample = await self._write_slices(request, surveyed, report_progress)
         if request.scope.all_members:
             await self._store.set_reconciled(guild_id, self._clock())
         inactive = links_pruned = 0
         if request.cleanup_days is not None:
-            await report_progress(total, total, "cleanup")
+            await report_progress(len(surveyed.candidates), len(surveyed.candidates), "cleanup")
             cutoff = self._clock() - datetime.timedelta(days=request.cleanup_days)
             inactive = await self._store.mark_inactive(guild_id, cutoff=cutoff)
             links_pruned = await self._store.prune_deleted_role_links(guild_id)
@@ -265,47 +199,82 @@ class Reconciler:
             error_sample=sample,
         )
 
-    async def _plan(self, guild_id: int, scope: Scope, *, force: bool, verify: bool) -> ChangeSet:
-        """Read both sides and diff.
+    async def _write_slices(
+        self,
+        request: SyncRequest,
+        surveyed: Survey,
+        report_progress: Callable[[int, int, str], Awaitable[None]],
+    ) -> tuple[ChangeCounts, int, tuple[tuple[int, str], ...]]:
+        """Compare the scope slice by slice and write each slice while the next is compared.
 
-        The cheap path trusts the fingerprint stored beside each row and loads in full only the members
-        whose fingerprint differs; `verify` (and `force`) load every row in scope, which also finds rows
-        edited directly in the database.
+        A slice that cannot be planned (the member list reloaded, a failed read) ends the stream: the
+        slices planned before it are still written, then the error is raised.
         """
-        token = self._desired.ready_token(guild_id)
-        if token is None:
-            raise GuildNotReadyError(guild_id)
-        desired = self._desired.snapshot(guild_id, scope)
-        started = time.monotonic()
-        large = len(desired.members) > _OFFLOAD_MEMBERS
-        if force or verify:
-            actual = await self._store.load_snapshot(guild_id, scope)
-            changes = await _pure(plan_changes, desired, actual, force=force, offload=large)
-        else:
-            memo = self._memos.setdefault(guild_id, FingerprintMemo())
-            comparison, fill = await compare_with_store(self._store, desired, memo)
-            if fill is not None:
-                self._fills[guild_id] = fill
-            actual = await self._store.load_snapshot(guild_id, scope.narrow(comparison.dirty))
-            planned = await _pure(plan_changes, desired, actual, offload=len(actual.members) > _OFFLOAD_MEMBERS)
-            changes = planned.add_unchanged(comparison.clean)
-        self._metrics.db_latency.labels(operation="load_snapshot").observe(time.monotonic() - started)
-        # After a database round trip any GUILD_CREATE that emptied the cache under the snapshot has
-        # reached the readiness listener: an unchanged token proves the snapshot was whole.
-        if self._desired.ready_token(guild_id) != token:
-            raise GuildNotReadyError(guild_id)
-        return changes
+        guild_id = request.guild_id
+        full_rows = request.force or request.verify
+        memo, remember = (None, None) if full_rows else self._memo_for(guild_id, surveyed)
+        progress = PlanProgress(total=len(surveyed.candidates))
+        phase = "comparing and writing"
+        stopped: list[Exception] = []
 
-    def _guard(self, request: SyncRequest, changes: ChangeSet) -> str | None:
+        async def parts() -> AsyncGenerator[ChangeSet, None]:
+            planned = plan_slices(
+                self._desired,
+                self._store,
+                surveyed,
+                memo=memo,
+                full_rows=full_rows,
+                force=request.force,
+                progress=progress,
+                remember=remember,
+            )
+            try:
+                async with contextlib.aclosing(planned):
+                    async for part in planned:
+                        yield part
+                        await report_progress(progress.settled, progress.total, phase)
+            except Exception as exc:
+                stopped.append(exc)
+
+        async def written(done: int, _total: int) -> None:
+            progress.written = done
+            await report_progress(progress.settled, progress.total, phase)
+
+        started = time.monotonic()
+        async with contextlib.aclosing(parts()) as stream:
+            result = await self._store.apply_stream(guild_id, stream, on_progress=written)
+        self._metrics.db_latency.labels(operation="apply").observe(time.monotonic() - started)
+        self._count_changes(guild_id, result.counts)
+        if stopped:
+            raise stopped[0]
+        if memo is not None and request.scope.all_members:
+            memo.trim(len(surveyed.candidates))
+        return result.counts, result.errors, result.error_sample
+
+    def _memo_for(self, guild_id: int, surveyed: Survey) -> tuple[FingerprintMemo | None, list[MemberState] | None]:
+        """The guild's fingerprint memo for this run, or none and a list to fill it from after the run.
+
+        A memo that knows few of the stored members (the first run after a start) is not fed during the
+        run: that would cost Python's hash of every state on the way. The states compared are kept and
+        the memo is filled in a worker thread once the run is over (the next run is then cheap).
+        """
+        memo = self._memos.setdefault(guild_id, FingerprintMemo())
+        known = surveyed.present
+        if known <= _COLD_MEMO_FROM or len(memo) >= known // 2:
+            return memo, None
+        remember: list[MemberState] = []
+        self._fills[guild_id] = lambda: asyncio.ensure_future(asyncio.to_thread(memo.remember, remember))
+        return None, remember
+
+    def _guard(self, request: SyncRequest, surveyed: Survey) -> str | None:
         """Refuse a run that would mark too many members left on evidence other than the gateway's."""
         if request.allow_departures:
             return None
-        unconfirmed = sum(1 for uid in changes.members_to_leave if uid not in request.confirmed_departures)
+        unconfirmed = sum(1 for uid in surveyed.departures if uid not in request.confirmed_departures)
         if not unconfirmed:
             return None
         # Against the whole guild, not the scope: leaving 1 of 1 scoped member is not a mass departure.
-        in_scope = changes.counts.unchanged + changes.counts.updated + changes.departures
-        present = max(in_scope, self._desired.member_count(request.guild_id) + changes.departures)
+        present = max(surveyed.present, self._desired.member_count(request.guild_id) + len(surveyed.departures))
         limit = self._settings.max_departure_ratio * max(present, 1)
         if unconfirmed <= limit:
             return None

@@ -47,7 +47,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.domain import ChangeCounts, Scope
 from reconciler.drift import measure_drift
-from reconciler.reconcile import GuildNotReadyError
+from reconciler.planning import GuildNotReadyError
 from reconciler.runs import Outcome, RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:
@@ -58,7 +58,8 @@ if typing.TYPE_CHECKING:
 
     from reconciler.config import ScheduleSettings, SyncSettings
     from reconciler.observability.metrics import Metrics
-    from reconciler.reconcile import DesiredState, SyncQueue
+    from reconciler.planning import DesiredState
+    from reconciler.reconcile import SyncQueue
     from reconciler.runs import RunReport
     from reconciler.store.api import Store
 

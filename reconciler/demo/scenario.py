@@ -24,7 +24,7 @@ from reconciler.demo.terminal import embed_lines
 from reconciler.demo.traffic import MEMBER_CHANGES, TrafficCounts
 from reconciler.drift import measure_drift
 from reconciler.observability.metrics import ERROR_STAGES
-from reconciler.reconcile import GuildNotReadyError
+from reconciler.planning import GuildNotReadyError
 from reconciler.scheduling import DRIFT_CHECK, RELIST
 
 if typing.TYPE_CHECKING:

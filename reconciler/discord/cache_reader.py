@@ -15,7 +15,8 @@ import typing
 from reconciler.domain import GuildSnapshot, MemberState, RoleState, Scope
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Container, Mapping
+    from collections.abc import Container, Iterable, Iterator, Mapping
+    from collections.abc import Set as AbstractSet
 
     import hikari
 
@@ -82,16 +83,18 @@ class CacheReader:
         known_roles = frozenset(int(r) for r in cached_roles)
         members: dict[int, MemberState] = {}
         records = _member_records(self._cache, guild_id)
+        # A scope's members come out in user id order (its set's order is hash order): the writes they
+        # turn into then walk the database's b-trees in key order.
         if records is not None:
             if scope.user_ids is not None:
-                records = {uid: records[uid] for uid in scope.user_ids if uid in records}
+                records = {uid: records[uid] for uid in sorted(scope.user_ids) if uid in records}
             members = _states_from_records(records, guild_id, known_roles)
         elif scope.user_ids is None:
             for member in self._cache.get_members_view_for_guild(guild_id).values():
                 state = member_state(member, known_roles)
                 members[state.user_id] = state
         else:
-            for user_id in scope.user_ids:
+            for user_id in sorted(scope.user_ids):
                 member = self._cache.get_member(guild_id, user_id)
                 if member is not None:
                     members[user_id] = member_state(member, known_roles)
@@ -99,6 +102,14 @@ class CacheReader:
         if scope.roles:
             roles = {int(r.id): role_state(r) for r in cached_roles.values()}
         return GuildSnapshot(guild_id=guild_id, members=members, roles=roles, scope=scope)
+
+    def member_ids(self, guild_id: int) -> AbstractSet[int]:
+        """The user ids of the guild's members in the cache, read when asked: a run about one member
+        looks one id up, not a million."""
+        records = _member_records(self._cache, guild_id)
+        if records is not None:
+            return _MemberIds(records)
+        return {int(uid) for uid in self._cache.get_members_view_for_guild(guild_id)}
 
     def member_count(self, guild_id: int) -> int:
         """Members in the cache now (what Discord says while the guild is ready)."""
@@ -118,6 +129,30 @@ class CacheReader:
 
     def guild_ids(self) -> list[int]:
         return [int(g) for g in self._cache.get_available_guilds_view()]
+
+
+class _MemberIds(collections.abc.Set[int]):
+    """A live view of the ids in hikari's member records (those not marked deleted)."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records: Mapping[int, typing.Any]) -> None:
+        self._records = records
+
+    def __contains__(self, user_id: object) -> bool:
+        cell = self._records.get(user_id)  # pyright: ignore[reportArgumentType, reportCallIssue]
+        return cell is not None and not cell.object.has_been_deleted
+
+    def __iter__(self) -> Iterator[int]:
+        return (int(uid) for uid, cell in self._records.items() if not cell.object.has_been_deleted)
+
+    def __len__(self) -> int:
+        return sum(1 for cell in self._records.values() if not cell.object.has_been_deleted)
+
+    @classmethod
+    def _from_iterable(cls, values: Iterable[int]) -> set[int]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        # Results of set operations (`ids & view`) are plain sets, not views.
+        return set(values)
 
 
 def _member_records(cache: hikari.api.Cache, guild_id: int) -> Mapping[int, typing.Any] | None:

@@ -23,7 +23,7 @@ from reconciler.discord.replies import GuildStats, progress_text, report_embed, 
 from reconciler.domain import Scope
 from reconciler.domain.health import judge
 from reconciler.drift import DriftReport, measure_drift
-from reconciler.reconcile import GuildNotReadyError
+from reconciler.planning import GuildNotReadyError
 from reconciler.runs import RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:

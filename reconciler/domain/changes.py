@@ -14,6 +14,7 @@ from reconciler.domain.state import MemberStatus, StoredMember, StoredRole, Stor
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
+    from collections.abc import Set as AbstractSet
 
     from reconciler.domain.state import GuildSnapshot, MemberState, RoleState, Scope
 
@@ -139,6 +140,17 @@ class ChangeSet:
         for change in (*self.members_to_update, *self.members_to_rejoin):
             for role_id in change.roles_removed:
                 yield change.user_id, role_id
+
+    def keep_departures(self, allowed: AbstractSet[int]) -> ChangeSet:
+        """This change set marking left only the members in `allowed`, the rest of its writes as they are.
+
+        A run counts its departures before it writes anything (the mass-departure guard decides on
+        them); a member who vanished from the cache while the run went on is left to its own event.
+        """
+        kept = tuple(user_id for user_id in self.members_to_leave if user_id in allowed)
+        if len(kept) == len(self.members_to_leave):
+            return self
+        return attrs.evolve(self, members_to_leave=kept, counts=attrs.evolve(self.counts, left=len(kept)))
 
     def add_unchanged(self, count: int) -> ChangeSet:
         """This change set with `count` more unchanged members (those a fingerprint match left out)."""

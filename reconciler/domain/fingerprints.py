@@ -88,6 +88,10 @@ class StoredFingerprints:
 
     guild_id: int
     fingerprints: Mapping[int, int]
+    left: int | None = None
+    """How many members in scope the database holds as left (at least), or None when not counted.
+
+    With none, a member who is new to the fingerprints has no row at all: nothing to load for it."""
     scope: Scope = attrs.field(factory=Scope.everything)
 
 
@@ -108,7 +112,7 @@ class FingerprintMemo:
     state equals one seen before is not fingerprinted again: its entry is found by Python's hash of
     the state (about 0.7 µs instead of 1.4 µs per member on a million members). That hash is salted
     per process, so the memo lives in memory only and is never stored. About 100 bytes per member;
-    cleared when stale entries (states that changed since) outnumber the members.
+    the owner trims it (`trim`) so that stale entries do not pile up.
     """
 
     __slots__ = ("_entries",)
@@ -122,6 +126,14 @@ class FingerprintMemo:
     def clear(self) -> None:
         """Forget everything (e.g. when the guild is removed)."""
         self._entries.clear()
+
+    def trim(self, members: int) -> None:
+        """Forget everything once stale entries (states that changed since) outnumber the guild's `members`.
+
+        Called after a run that saw the whole guild: a slice of it says nothing about what is stale.
+        """
+        if len(self._entries) > 2 * members + 10_000:
+            self._entries.clear()
 
     def remember(self, members: Iterable[MemberState]) -> None:
         """Add the states whose fingerprint is known (memoized on them by a comparison) and not yet here.
@@ -140,6 +152,8 @@ def compare_fingerprints(
 ) -> FingerprintComparison:
     """Split the members in scope into dirty (to load and diff) and clean (unchanged).
 
+    `desired` holds only members of its own scope, as every `GuildSnapshot` does.
+
     The engine loads only the dirty members (`scope.narrow(dirty)`), runs `plan_changes` over them and
     adds `clean` to the change set's unchanged count (`ChangeSet.add_unchanged`). With a `memo`,
     members unchanged since the previous comparison are not fingerprinted again.
@@ -152,7 +166,10 @@ def compare_fingerprints(
     dirty: list[int] = []
     clean = 0
     matched = 0
-    for user_id, member in scope.select(members):
+    # The snapshot holds only members of its own scope: with every stored fingerprint at hand, that is
+    # the comparison's scope, and the members need no filtering (a run compares a guild slice by slice).
+    in_scope = members.items() if stored.scope.user_ids is None else scope.select(members)
+    for user_id, member in in_scope:
         found = get(user_id)
         if found is None:
             dirty.append(user_id)
@@ -174,15 +191,12 @@ def compare_fingerprints(
         else:
             dirty.append(user_id)
             object.__setattr__(member, "_fingerprint", value)  # the store writes it
-    if entries is not None and len(entries) > 2 * len(members) + 10_000:
-        entries.clear()
-    # Present in the database but gone from Discord: only looked for when the counts say some exist.
-    stored_in_scope = (
-        len(stored_fps) if scope.user_ids is None else sum(1 for user_id in scope.user_ids if user_id in stored_fps)
-    )
-    if matched < stored_in_scope:
-        candidates: Iterable[int] = stored_fps if scope.user_ids is None else scope.user_ids
-        dirty.extend(uid for uid in candidates if uid not in members and uid in stored_fps)
+    # Present in the database but gone from Discord: only looked for when the counts say some may exist.
+    if scope.user_ids is None:
+        if matched < len(stored_fps):
+            dirty.extend(uid for uid in stored_fps if uid not in members)
+    elif matched < len(scope.user_ids):
+        dirty.extend(uid for uid in scope.user_ids if uid not in members and uid in stored_fps)
     return FingerprintComparison(dirty=frozenset(dirty), clean=clean)
 
 

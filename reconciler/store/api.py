@@ -14,7 +14,7 @@ from reconciler.domain import ChangeCounts
 if typing.TYPE_CHECKING:
     import contextlib
     import datetime
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 
     from reconciler.domain import ActivityDelta, ChangeSet, Scope, StoredFingerprints, StoredSnapshot
 
@@ -138,6 +138,19 @@ class Store(typing.Protocol):
         guarded update). A batch that fails is retried member by member: the members the database
         rejects are counted and sampled, never abort the run. Errors that are not about a row
         (connection lost, database locked beyond the timeout) propagate.
+        """
+        ...
+
+    async def apply_stream(
+        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
+        """Write change sets as they are produced, as one `apply` of all of them.
+
+        A large run hands its slices over one by one: the next slice is planned while the earlier ones
+        are written, and their members fill batches together (one transaction per batch, as `apply`).
+        Roles are written before the members of the same part. If `parts` raises, what was handed over
+        before is written and counted, then the error propagates. Progress counts member operations,
+        the total being that of the parts received so far.
         """
         ...
 

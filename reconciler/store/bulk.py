@@ -10,6 +10,7 @@ both backends.
 from __future__ import annotations
 
 __all__ = [
+    "BatchCutter",
     "BulkBackend",
     "MemberBatch",
     "MemberRow",
@@ -23,6 +24,7 @@ __all__ = [
 
 import abc
 import asyncio
+import collections
 import datetime
 import itertools
 import json
@@ -38,7 +40,7 @@ from reconciler.domain import MemberChange, MemberState, fingerprint
 from reconciler.store.connect import AUTOCHECKPOINT, BULK_AUTOCHECKPOINT
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
     from reconciler.domain import ChangeSet
 
@@ -119,33 +121,84 @@ class MemberBatch:
             yield refresh[0], MemberBatch(refreshes=(refresh,))
 
 
-def member_batches(change_set: ChangeSet, size: int) -> Iterator[MemberBatch]:
-    """The change set's member writes cut into batches of `size`, large groups in user id order.
+class BatchCutter:
+    """Cuts the member writes of a stream of change sets into batches of `size`, in the order they come.
 
-    Slices only: no per-member work here, a cold sync cuts a million members into batches.
+    Change sets smaller than a batch (the slices of a large run, a scoped run's few members) fill
+    batches together, so a transaction always carries `size` members until the stream ends. Slices
+    only: no per-member work here, a cold sync cuts a million members into batches.
     """
-    groups: list[tuple[str, Sequence[typing.Any]]] = [
-        ("creates", _by_user_id(change_set.members_to_create)),
-        ("updates", _by_user_id(change_set.members_to_update)),
-        ("rejoins", _by_user_id(change_set.members_to_rejoin)),
-        ("leaves", change_set.members_to_leave),
-        ("refreshes", change_set.fingerprints_to_refresh),
-    ]
-    current: dict[str, Sequence[typing.Any]] = {}
-    room = size
-    for name, items in groups:
-        start = 0
-        while start < len(items):
-            taken = items[start : start + room]
-            current[name] = taken
-            start += len(taken)
-            room -= len(taken)
-            if not room:
-                yield MemberBatch(**current)
-                current = {}
-                room = size
-    if current:
-        yield MemberBatch(**current)
+
+    _KINDS: typing.Final = ("creates", "updates", "rejoins", "leaves", "refreshes")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        # (kind, items, start): what is waiting of each change set's groups, without copying them.
+        self._waiting: collections.deque[tuple[str, Sequence[typing.Any], int]] = collections.deque()
+        self._count = 0
+
+    def add(self, change_set: ChangeSet) -> Iterator[MemberBatch]:
+        """Take a change set's member writes; the batches that are full now."""
+        groups: tuple[Sequence[typing.Any], ...] = (
+            _by_user_id(change_set.members_to_create),
+            _by_user_id(change_set.members_to_update),
+            _by_user_id(change_set.members_to_rejoin),
+            change_set.members_to_leave,
+            change_set.fingerprints_to_refresh,
+        )
+        for kind, items in zip(self._KINDS, groups, strict=True):
+            if items:
+                self._waiting.append((kind, items, 0))
+                self._count += len(items)
+        while self._count >= self._size:
+            yield self._cut(self._size)
+
+    def rest(self) -> MemberBatch | None:
+        """What is left once the stream ends, as one last (smaller) batch."""
+        return self._cut(self._count) if self._count else None
+
+    def _cut(self, size: int) -> MemberBatch:
+        taken: dict[str, list[typing.Any]] = {}
+        room = size
+        while room:
+            kind, items, start = self._waiting[0]
+            piece = items[start : start + room]
+            taken.setdefault(kind, []).extend(piece)
+            room -= len(piece)
+            if start + len(piece) == len(items):
+                self._waiting.popleft()
+            else:
+                self._waiting[0] = (kind, items, start + len(piece))
+        self._count -= size
+        return MemberBatch(**{kind: _in_key_order(kind, items) for kind, items in taken.items()})
+
+
+_USER_ID_OF: typing.Final[dict[str, Callable[[typing.Any], int] | None]] = {
+    "creates": operator.attrgetter("user_id"),
+    "updates": operator.attrgetter("user_id"),
+    "rejoins": operator.attrgetter("user_id"),
+    "leaves": None,
+    "refreshes": operator.itemgetter(0),
+}
+
+
+def _in_key_order(kind: str, items: list[typing.Any]) -> list[typing.Any]:
+    # A batch made of several change sets, or of one in arrival order: its rows in key order keep the
+    # transaction on few b-tree pages (a batch is at most a few thousand items: cheap to sort).
+    key = _USER_ID_OF[kind]
+    keys = items if key is None else list(map(key, items))
+    if all(a < b for a, b in itertools.pairwise(keys)):
+        return items
+    return sorted(items, key=key)
+
+
+def member_batches(change_set: ChangeSet, size: int) -> Iterator[MemberBatch]:
+    """One change set's member writes cut into batches of `size` (see `BatchCutter`)."""
+    cutter = BatchCutter(size)
+    yield from cutter.add(change_set)
+    rest = cutter.rest()
+    if rest is not None:
+        yield rest
 
 
 @attrs.define(frozen=True, kw_only=True, slots=True)
@@ -217,8 +270,9 @@ class BulkBackend(abc.ABC):
     @abc.abstractmethod
     async def read_fingerprints(
         self, driver: typing.Any, guild_id: int, user_ids: Collection[int] | None
-    ) -> dict[int, int]:
-        """user id -> fingerprint of the present members (all of the guild when `user_ids` is None)."""
+    ) -> tuple[dict[int, int], int]:
+        """user id -> fingerprint of the present members (all of the guild when `user_ids` is None), and
+        how many members are marked left, read in one transaction."""
 
     @abc.abstractmethod
     async def read_members(
@@ -364,6 +418,7 @@ class SqliteBulk(BulkBackend):
         "SELECT json_group_array(user_id), json_group_array(fingerprint) FROM members "
         "WHERE guild_id = ? AND +status <> 'left'"
     )
+    _LEFT_ROWS: typing.Final = "SELECT count(*) FROM members WHERE guild_id = ? AND status = 'left'"
     _AMONG: typing.Final = " AND {column} IN (SELECT value FROM json_each(?))"
 
     async def prepare(
@@ -460,14 +515,20 @@ class SqliteBulk(BulkBackend):
 
     async def read_fingerprints(
         self, driver: typing.Any, guild_id: int, user_ids: Collection[int] | None
-    ) -> dict[int, int]:
-        if user_ids is None:
-            rows = await driver.execute_fetchall(self._FINGERPRINTS, (guild_id,))
-        else:
-            sql = self._FINGERPRINTS + self._AMONG.format(column="user_id")
-            rows = await driver.execute_fetchall(sql, (guild_id, json.dumps(sorted(user_ids))))
-        ((ids, fingerprints),) = rows
-        return dict(zip(json.loads(ids), json.loads(fingerprints), strict=True))
+    ) -> tuple[dict[int, int], int]:
+        present, left = self._FINGERPRINTS, self._LEFT_ROWS
+        params: tuple[typing.Any, ...] = (guild_id,)
+        if user_ids is not None:
+            present += self._AMONG.format(column="user_id")
+            left += self._AMONG.format(column="user_id")
+            params = (guild_id, json.dumps(sorted(user_ids)))
+        await driver.execute("BEGIN")
+        try:
+            ((ids, fingerprints),) = await driver.execute_fetchall(present, params)
+            ((left_rows,),) = await driver.execute_fetchall(left, params)
+        finally:
+            await driver.rollback()
+        return dict(zip(json.loads(ids), json.loads(fingerprints), strict=True)), left_rows
 
     async def read_members(
         self, driver: typing.Any, guild_id: int, user_ids: Collection[int] | None
@@ -564,6 +625,7 @@ class PostgresBulk(BulkBackend):
         "WHERE m.guild_id = $1 AND m.user_id = r.user_id"
     )
     _FINGERPRINTS: typing.Final = "SELECT user_id, fingerprint FROM members WHERE guild_id = $1 AND status <> 'left'"
+    _LEFT_ROWS: typing.Final = "SELECT count(*) FROM members WHERE guild_id = $1 AND status = 'left'"
     _USER_COLUMNS: typing.Final = ("id", "username", "global_name", "avatar_hash", "is_bot", "updated_at")
     _MEMBER_COLUMNS: typing.Final = (
         "guild_id",
@@ -666,11 +728,17 @@ class PostgresBulk(BulkBackend):
 
     async def read_fingerprints(
         self, driver: typing.Any, guild_id: int, user_ids: Collection[int] | None
-    ) -> dict[int, int]:
-        if user_ids is None:
-            return dict(await driver.fetch(self._FINGERPRINTS, guild_id))
-        sql = f"{self._FINGERPRINTS} AND user_id = ANY($2::bigint[])"
-        return dict(await driver.fetch(sql, guild_id, sorted(user_ids)))
+    ) -> tuple[dict[int, int], int]:
+        present, left = self._FINGERPRINTS, self._LEFT_ROWS
+        params: tuple[typing.Any, ...] = (guild_id,)
+        if user_ids is not None:
+            present += " AND user_id = ANY($2::bigint[])"
+            left += " AND user_id = ANY($2::bigint[])"
+            params = (guild_id, sorted(user_ids))
+        async with driver.transaction(isolation="repeatable_read", readonly=True):
+            found = dict(await driver.fetch(present, *params))
+            left_rows = await driver.fetchval(left, *params)
+        return found, left_rows
 
     async def read_members(
         self, driver: typing.Any, guild_id: int, user_ids: Collection[int] | None

@@ -33,12 +33,13 @@ from reconciler.domain import (
 )
 from reconciler.store import tables as t
 from reconciler.store.api import ApplyResult, GuildRecord, StoreStats, SyncRun
-from reconciler.store.bulk import MemberBatch, MemberRow, PreparedBatch, bulk_backend, member_batches
+from reconciler.store.bulk import BatchCutter, MemberBatch, MemberRow, PreparedBatch, bulk_backend
 from reconciler.store.connect import BEGIN_OPTION, create_engine
 from reconciler.store.migrate import upgrade_database
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+    import types
+    from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -195,6 +196,141 @@ async def _abandon(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+async def _one(change_set: ChangeSet) -> AsyncIterator[ChangeSet]:
+    yield change_set
+
+
+class _MemberWriter:
+    """The member batches of one apply: one driver connection and a pipeline.
+
+    One connection for every batch (each batch still its own transaction): a checkout per batch costs
+    pre-ping round trips, a third of a cold sync on PostgreSQL. The rows of batch k+1 are built while
+    batch k's transaction runs on the database; where the driver queues sends (aiosqlite's thread),
+    batch k+1 is queued before k is settled, so the database never waits for the event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        bulk: BulkBackend,
+        connect: Callable[[], contextlib.AbstractAsyncContextManager[typing.Any]],
+        clock: Callable[[], datetime.datetime],
+        batch_size: int,
+        guild_id: int,
+        tally: _Tally,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self._bulk = bulk
+        self._connect = connect
+        self._clock = clock
+        self._guild_id = guild_id
+        self._tally = tally
+        self._on_progress = on_progress
+        self._cutter = BatchCutter(batch_size)
+        self._depth = 2 if self._bulk.queues_sends else 1
+        self._in_flight: collections.deque[_InFlight] = collections.deque()
+        self._connection = contextlib.AsyncExitStack()
+        self._driver: typing.Any = None
+        self._done = 0
+        self._total = 0
+
+    async def add(self, change_set: ChangeSet) -> None:
+        """Write the change set's members (those that fill a batch now; the rest with the next ones)."""
+        self._total += change_set.member_operations
+        for batch in self._cutter.add(change_set):
+            await self._write(batch)
+
+    async def flush(self) -> None:
+        """Write what is waiting and wait for every batch."""
+        rest = self._cutter.rest()
+        if rest is not None:
+            await self._write(rest)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the batches in flight."""
+        while self._in_flight:
+            await self._settle_oldest()
+
+    async def __aenter__(self) -> _MemberWriter:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: types.TracebackType | None
+    ) -> None:
+        """Give the connection back; batches still in flight (the apply was interrupted) are abandoned.
+
+        The exception goes on to the connection's context: one interrupted mid-transaction is dropped.
+        """
+        try:
+            for interrupted in self._in_flight:
+                await _abandon(interrupted.sent)
+            if self._driver is not None:
+                try:
+                    await self._bulk.end_bulk(self._driver, self._done)
+                except Exception as failure:  # never hide why the run stopped
+                    _LOGGER.warning("bulk settings not restored", extra={"error": type(failure).__name__})
+        finally:
+            await self._connection.__aexit__(exc_type, exc, traceback)
+
+    async def _write(self, batch: MemberBatch) -> None:
+        driver = self._driver
+        if driver is None:
+            driver = self._driver = await self._connection.enter_async_context(self._connect())
+            await self._bulk.begin_bulk(driver)
+        if not self._bulk.pipeline:
+            await self.drain()
+        prepared = await self._bulk.prepare(self._guild_id, batch, self._clock(), copy=self._tally.copy)
+        while len(self._in_flight) >= self._depth:
+            await self._settle_oldest()
+        sent = asyncio.ensure_future(self._bulk.send(driver, prepared))
+        self._in_flight.append(_InFlight(batch=batch, prepared=prepared, sent=sent))
+
+    async def _settle_oldest(self) -> None:
+        # Removed once settled: a batch interrupted while it is awaited is still abandoned properly.
+        self._done += await self._settle(self._in_flight[0])
+        self._in_flight.popleft()
+        await _report(self._on_progress, self._done, self._total)
+
+    async def _settle(self, in_flight: _InFlight) -> int:
+        """Wait for a batch's transaction; retry what failed; count what was written."""
+        batch, prepared, sent = in_flight.batch, in_flight.prepared, in_flight.sent
+        tally = self._tally
+        tally.batches += 1
+        while True:
+            try:
+                await sent
+            except Exception as exc:
+                if prepared.copy and isinstance(exc, asyncpg.UniqueViolationError):
+                    # A "new" row exists already (a repeated join, a user known from another guild):
+                    # upserts for that table from now on, and this batch again.
+                    tally.copy.discard("users" if getattr(exc, "table_name", None) == "users" else "members")
+                    prepared = await self._bulk.prepare(self._guild_id, batch, self._clock(), copy=tally.copy)
+                    sent = asyncio.ensure_future(self._bulk.send(self._driver, prepared))
+                    continue
+                if not is_row_error(exc):
+                    raise
+                await self._one_by_one(batch, exc)
+            else:
+                tally.count_members(batch)
+            return len(batch)
+
+    async def _one_by_one(self, batch: MemberBatch, cause: Exception) -> None:
+        _LOGGER.info(
+            "batch failed, retrying member by member",
+            extra={"guild_id": self._guild_id, "size": len(batch), "error": type(cause).__name__},
+        )
+        for user_id, single in batch.split():
+            try:
+                await self._bulk.write_members(self._driver, self._guild_id, single, self._clock())
+            except Exception as exc:
+                if not is_row_error(exc):
+                    raise
+                self._tally.fail(user_id, exc)
+            else:
+                self._tally.count_members(single)
+
+
 class SqlStore:
     """The `Store` on SQLite or PostgreSQL; build it with `await SqlStore.open(url)`.
 
@@ -284,13 +420,14 @@ class SqlStore:
     async def load_fingerprints(self, guild_id: int, scope: Scope) -> StoredFingerprints:
         user_ids = None if scope.user_ids is None else _storable(scope.user_ids)
         if user_ids is not None and not user_ids:
-            return StoredFingerprints(guild_id=guild_id, fingerprints={}, scope=scope)
+            return StoredFingerprints(guild_id=guild_id, fingerprints={}, left=0, scope=scope)
         scan = user_ids is None or len(user_ids) > _SCAN_THRESHOLD
         async with self._driver() as driver:
-            found = await self._bulk.read_fingerprints(driver, guild_id, None if scan else user_ids)
+            found, left = await self._bulk.read_fingerprints(driver, guild_id, None if scan else user_ids)
         if scan and user_ids is not None:
             found = {uid: fp for uid, fp in found.items() if uid in user_ids}
-        return StoredFingerprints(guild_id=guild_id, fingerprints=found, scope=scope)
+        # A scan of a scope counts the guild's left rows: more than the scope's, which only costs reads.
+        return StoredFingerprints(guild_id=guild_id, fingerprints=found, left=left, scope=scope)
 
     async def load_snapshot(self, guild_id: int, scope: Scope) -> StoredSnapshot:
         user_ids = None if scope.user_ids is None else _storable(scope.user_ids)
@@ -356,17 +493,48 @@ class SqlStore:
     async def apply(
         self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
     ) -> ApplyResult:
-        if change_set.guild_id != guild_id:
-            msg = f"change set for guild {change_set.guild_id} applied to guild {guild_id}"
-            raise ValueError(msg)
+        return await self.apply_stream(guild_id, _one(change_set), on_progress=on_progress)
+
+    async def apply_stream(
+        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
         tally = _Tally()
-        await self._ensure_guild(guild_id)
-        if change_set.roles_to_create or change_set.roles_to_update or change_set.roles_to_delete:
-            await self._apply_roles(guild_id, change_set, tally)
-        total = change_set.member_operations
-        if total:
-            await self._apply_member_batches(guild_id, change_set, tally, on_progress, total)
-        result = tally.result(change_set.counts)
+        planned = ChangeCounts()
+        recorded = False
+        async with _MemberWriter(
+            bulk=self._bulk,
+            connect=self._driver,
+            clock=self._clock,
+            batch_size=self._batch_size,
+            guild_id=guild_id,
+            tally=tally,
+            on_progress=on_progress,
+        ) as writer:
+            iterator = aiter(parts)
+            while True:
+                try:
+                    part = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception:
+                    # What was handed over before the producer failed is a valid plan: write it, then say why.
+                    await writer.flush()
+                    raise
+                if part.guild_id != guild_id:
+                    msg = f"change set for guild {part.guild_id} applied to guild {guild_id}"
+                    raise ValueError(msg)
+                planned += part.counts
+                if part.is_empty:
+                    continue
+                if not recorded:
+                    await self._ensure_guild(guild_id)
+                    recorded = True
+                if part.roles_to_create or part.roles_to_update or part.roles_to_delete:
+                    await writer.drain()  # one writer at a time (SQLite), and in the order handed over
+                    await self._apply_roles(guild_id, part, tally)
+                await writer.add(part)
+            await writer.flush()
+        result = tally.result(planned)
         _LOGGER.debug(
             "change set applied",
             extra={"guild_id": guild_id, "batches": result.batches, "errors": result.errors},
@@ -382,94 +550,6 @@ class SqlStore:
         )
         async with self._write_engine.begin() as conn:
             await conn.execute(statement)
-
-    async def _apply_member_batches(
-        self,
-        guild_id: int,
-        change_set: ChangeSet,
-        tally: _Tally,
-        on_progress: ProgressCallback | None,
-        total: int,
-    ) -> None:
-        # One connection for every batch (each batch still its own transaction): a checkout per
-        # batch costs pre-ping round trips, a third of a cold sync on PostgreSQL. And a pipeline:
-        # the rows of batch k+1 are built while batch k's transaction runs on the database; where the
-        # driver queues sends (aiosqlite's thread), batch k+1 is queued before k is settled, so the
-        # database never waits for the event loop between two batches.
-        done = 0
-        depth = 2 if self._bulk.queues_sends else 1
-        async with self._driver() as driver:
-            in_flight: collections.deque[_InFlight] = collections.deque()
-            await self._bulk.begin_bulk(driver)
-            try:
-                for batch in member_batches(change_set, self._batch_size):
-                    if not self._bulk.pipeline:
-                        while in_flight:
-                            done += await self._settle_oldest(driver, guild_id, in_flight, tally)
-                            await _report(on_progress, done, total)
-                    prepared = await self._bulk.prepare(guild_id, batch, self._clock(), copy=tally.copy)
-                    while len(in_flight) >= depth:
-                        done += await self._settle_oldest(driver, guild_id, in_flight, tally)
-                        await _report(on_progress, done, total)
-                    sent = asyncio.ensure_future(self._bulk.send(driver, prepared))
-                    in_flight.append(_InFlight(batch=batch, prepared=prepared, sent=sent))
-                while in_flight:
-                    done += await self._settle_oldest(driver, guild_id, in_flight, tally)
-                    await _report(on_progress, done, total)
-            finally:
-                for interrupted in in_flight:  # interrupted while a batch was in flight
-                    await _abandon(interrupted.sent)
-                try:
-                    await self._bulk.end_bulk(driver, done)
-                except Exception as exc:  # never hide why the run stopped
-                    _LOGGER.warning("bulk settings not restored", extra={"error": type(exc).__name__})
-
-    async def _settle_oldest(
-        self, driver: typing.Any, guild_id: int, in_flight: collections.deque[_InFlight], tally: _Tally
-    ) -> int:
-        # Removed once settled: a batch interrupted while it is awaited is still abandoned properly.
-        written = await self._settle(driver, guild_id, in_flight[0], tally)
-        in_flight.popleft()
-        return written
-
-    async def _settle(self, driver: typing.Any, guild_id: int, in_flight: _InFlight, tally: _Tally) -> int:
-        """Wait for a batch's transaction; retry what failed; count what was written."""
-        batch, prepared, sent = in_flight.batch, in_flight.prepared, in_flight.sent
-        tally.batches += 1
-        while True:
-            try:
-                await sent
-            except Exception as exc:
-                if prepared.copy and isinstance(exc, asyncpg.UniqueViolationError):
-                    # A "new" row exists already (a repeated join, a user known from another guild):
-                    # upserts for that table from now on, and this batch again.
-                    tally.copy.discard("users" if getattr(exc, "table_name", None) == "users" else "members")
-                    prepared = await self._bulk.prepare(guild_id, batch, self._clock(), copy=tally.copy)
-                    sent = asyncio.ensure_future(self._bulk.send(driver, prepared))
-                    continue
-                if not is_row_error(exc):
-                    raise
-                await self._one_by_one(driver, guild_id, batch, tally, exc)
-            else:
-                tally.count_members(batch)
-            return len(batch)
-
-    async def _one_by_one(
-        self, driver: typing.Any, guild_id: int, batch: MemberBatch, tally: _Tally, cause: Exception
-    ) -> None:
-        _LOGGER.info(
-            "batch failed, retrying member by member",
-            extra={"guild_id": guild_id, "size": len(batch), "error": type(cause).__name__},
-        )
-        for user_id, single in batch.split():
-            try:
-                await self._bulk.write_members(driver, guild_id, single, self._clock())
-            except Exception as exc:
-                if not is_row_error(exc):
-                    raise
-                tally.fail(user_id, exc)
-            else:
-                tally.count_members(single)
 
     async def _apply_roles(self, guild_id: int, change_set: ChangeSet, tally: _Tally) -> None:
         writes: list[tuple[str, RoleState | int]] = [

@@ -34,6 +34,7 @@ async def test_fast_snapshot_equals_public_view(sandbox_factory, gateway_bot_fac
     assert role_ids[0] not in fast.members[member].role_ids
     assert fast.members[member].nickname == "renamed"
     assert reader.member_count(guild_id) == len(public)
+    assert reader.member_ids(guild_id) == public.keys()
 
 
 async def _settle(bot, guild_id: int, member: int) -> None:
@@ -54,5 +55,10 @@ async def test_scoped_snapshot_reads_only_present_members_in_scope(sandbox_facto
     absent = 4242
     reader = CacheReader(bot.cache, GuildReadiness())
     snapshot = reader.snapshot(guild_id, Scope.of_users([*present, absent]))
-    assert sorted(snapshot.members) == present
+    assert list(snapshot.members) == present, "a scope's members come out in user id order"
+    ids = reader.member_ids(guild_id)
+    assert frozenset({absent, present[0]}) & ids == {present[0]}
+    assert absent not in ids
+    assert len(ids) == sandbox.member_count(guild_id)
+    assert all(type(uid) is int for uid in ids)
     assert snapshot.roles == {}

@@ -131,12 +131,24 @@ def test_compare_splits_clean_from_dirty() -> None:
 
 
 def test_compare_stays_inside_the_scope() -> None:
-    scope = Scope.of_users({1, 4})
-    discord = snapshot(member(1, "changed"), member(2, "changed"), scope=scope)
+    scope = Scope.of_users({1, 3, 4})
+    discord = snapshot(member(1, "changed"), member(3), scope=scope)
     stored = StoredFingerprints(
         guild_id=1,
-        fingerprints={1: fingerprint(member(1)), 2: fingerprint(member(2)), 4: 1, 5: 1},
+        fingerprints={1: fingerprint(member(1)), 2: 1, 3: fingerprint(member(3)), 4: 1, 5: 1},
         scope=Scope.everything(),
+    )
+
+    comparison = compare_fingerprints(discord, stored)
+
+    assert comparison.dirty == {1, 4}  # 4 is gone from Discord; 2 and 5 are not in scope
+    assert comparison.clean == 1
+
+
+def test_compare_inside_a_stored_scope_ignores_members_outside_it() -> None:
+    discord = snapshot(member(1, "changed"), member(2, "changed"))
+    stored = StoredFingerprints(
+        guild_id=1, fingerprints={1: fingerprint(member(1)), 4: 1}, scope=Scope.of_users({1, 4})
     )
 
     assert compare_fingerprints(discord, stored).dirty == {1, 4}

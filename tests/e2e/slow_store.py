@@ -8,13 +8,15 @@ import asyncio
 import typing
 
 if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
     from reconciler.domain import ChangeSet
     from reconciler.store.api import ApplyResult, ProgressCallback, Store
 
 
 class SlowStore:
     """Wraps a real store: `delay` before each call (or only the calls named in `only`), and
-    `batch_delay` after each committed batch of `apply`."""
+    `batch_delay` after each committed batch of `apply` and `apply_stream`."""
 
     def __init__(
         self, inner: Store, *, delay: float = 0.0, batch_delay: float = 0.0, only: frozenset[str] | None = None
@@ -38,11 +40,7 @@ class SlowStore:
 
         return slowed
 
-    async def apply(
-        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
-    ) -> ApplyResult:
-        await asyncio.sleep(self._delay_for("apply"))
-
+    def _slowed_progress(self, on_progress: ProgressCallback | None) -> ProgressCallback:
         async def slow_progress(done: int, total: int) -> None:
             await asyncio.sleep(self.batch_delay)
             if on_progress is not None:
@@ -50,4 +48,16 @@ class SlowStore:
                 if result is not None:
                     await result
 
-        return await self._inner.apply(guild_id, change_set, on_progress=slow_progress)
+        return slow_progress
+
+    async def apply(
+        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
+        await asyncio.sleep(self._delay_for("apply"))
+        return await self._inner.apply(guild_id, change_set, on_progress=self._slowed_progress(on_progress))
+
+    async def apply_stream(
+        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+    ) -> ApplyResult:
+        await asyncio.sleep(self._delay_for("apply_stream"))
+        return await self._inner.apply_stream(guild_id, parts, on_progress=self._slowed_progress(on_progress))

@@ -103,11 +103,17 @@ async def test_drift_is_measured_by_kind_and_left_alone_without_auto_heal(
     assert _gauge(app, "reconciler_database_members", guild=str(guild_id), status="left") == 1
     assert _gauge(app, "reconciler_database_members", guild=str(guild_id), status="active") == on_discord - 4
 
-    def latest_check(runs: list[dict[str, typing.Any]]) -> dict[str, typing.Any]:
-        return [r for r in runs if r["kind"] == "drift_check" and r["finished_at"] is not None][-1]
+    def latest_check(runs: list[dict[str, typing.Any]]) -> dict[str, typing.Any] | None:
+        finished = [r for r in runs if r["kind"] == "drift_check" and r["finished_at"] is not None]
+        return finished[-1] if finished else None
 
-    runs = await eventually(lambda: view.runs(guild_id), lambda runs: latest_check(runs)["created"] == 3, within=5)
+    def counted(runs: list[dict[str, typing.Any]]) -> bool:
+        check = latest_check(runs)
+        return check is not None and check["created"] == 3
+
+    runs = await eventually(lambda: view.runs(guild_id), counted, within=5)
     row = latest_check(runs)
+    assert row is not None
     assert (row["trigger"], row["outcome"], row["created"], row["updated"], row["left"]) == (
         "schedule",
         "success",

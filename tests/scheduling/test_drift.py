@@ -7,12 +7,13 @@ import datetime
 
 import pytest
 import sqlalchemy as sa
+from memory_guild import MemoryGuild
 
-from reconciler.domain import GuildSnapshot, MemberState, RoleState, Scope, StoredSnapshot, plan_changes
+from reconciler.domain import MemberState, RoleState, Scope, StoredSnapshot, plan_changes
 from reconciler.domain.health import DriftCounts
 from reconciler.drift import DriftReport, measure_drift
 from reconciler.observability.metrics import Metrics
-from reconciler.reconcile import GuildNotReadyError
+from reconciler.planning import GuildNotReadyError
 from reconciler.store import SqlStore, tables
 from reconciler.store.connect import create_engine
 
@@ -22,36 +23,6 @@ ROLES = {
     role_id: RoleState(role_id=role_id, name=f"role {role_id}", position=role_id - 999)
     for role_id in (1000, 1001, 1002)
 }
-
-
-class MemoryGuild:
-    """What hikari's cache would say about the guild (the `DesiredState` protocol over plain values)."""
-
-    def __init__(self, members: dict[int, MemberState]) -> None:
-        self.members = members
-        self.token = 1
-        self.reload_after_reads: int | None = None
-
-    def snapshot(self, guild_id: int, scope: Scope) -> GuildSnapshot:
-        return GuildSnapshot(
-            guild_id=guild_id,
-            members=dict(scope.select(self.members)),
-            roles=dict(ROLES) if scope.roles else {},
-            scope=scope,
-        )
-
-    def is_ready(self, guild_id: int) -> bool:
-        return True
-
-    def ready_token(self, guild_id: int) -> int | None:
-        if self.reload_after_reads is not None:
-            self.reload_after_reads -= 1
-            if self.reload_after_reads < 0:
-                self.token += 1  # GUILD_CREATE emptied and refilled the cache meanwhile
-        return self.token
-
-    def member_count(self, guild_id: int) -> int:
-        return len(self.members)
 
 
 def _member(user_id: int) -> MemberState:
@@ -67,7 +38,7 @@ def _member(user_id: int) -> MemberState:
 async def _seeded(url: str) -> tuple[SqlStore, MemoryGuild]:
     store = await SqlStore.open(url)
     await store.upgrade()
-    guild = MemoryGuild({uid: _member(uid) for uid in range(1, 21)})
+    guild = MemoryGuild({uid: _member(uid) for uid in range(1, 21)}, ROLES)
     empty = StoredSnapshot(guild_id=GUILD, members={})
     result = await store.apply(GUILD, plan_changes(guild.snapshot(GUILD, Scope.everything()), empty))
     assert result.ok

@@ -13,7 +13,7 @@ import typing
 import aiosqlite
 import pytest
 
-from reconciler.domain import GuildSnapshot, MemberState, StoredSnapshot, plan_changes
+from reconciler.domain import MemberState
 from reconciler.store import SqlStore
 from reconciler.store.bulk import MemberBatch, SqliteBulk
 
@@ -56,9 +56,7 @@ def members(count: int, *, start: int = 1) -> list[MemberState]:
 async def open_store(path: pathlib.Path) -> SqlStore:
     store = await SqlStore.open(f"sqlite+aiosqlite:///{path}", batch_size=1000)
     await store.upgrade()
-    await store.apply(
-        GUILD, plan_changes(GuildSnapshot(guild_id=GUILD, members={}), StoredSnapshot(guild_id=GUILD, members={}))
-    )
+    await store.upsert_guild(GUILD, name="bulk", member_count=None)
     return store
 
 

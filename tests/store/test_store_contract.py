@@ -237,6 +237,64 @@ async def test_progress_is_reported_after_each_batch(store_factory: StoreFactory
     assert sync_seen == seen
 
 
+def sliced(desired: GuildSnapshot, size: int) -> list[ChangeSet]:
+    """A first sync of `desired` as a large run hands it over: the roles, then slices of `size` members."""
+    roles = Scope.roles_only()
+    parts = [
+        plan_changes(
+            attrs.evolve(desired, members={}, scope=roles), StoredSnapshot(guild_id=GUILD, members={}, scope=roles)
+        )
+    ]
+    ids = sorted(desired.members)
+    for start in range(0, len(ids), size):
+        scope = Scope.of_users(ids[start : start + size])
+        part = attrs.evolve(
+            desired, members={uid: desired.members[uid] for uid in scope.user_ids or ()}, roles={}, scope=scope
+        )
+        parts.append(plan_changes(part, StoredSnapshot(guild_id=GUILD, members={}, scope=scope)))
+    return parts
+
+
+async def stream(parts: list[ChangeSet], *, fail_after: int | None = None) -> typing.AsyncIterator[ChangeSet]:
+    for index, part in enumerate(parts):
+        if index == fail_after:
+            raise RuntimeError("the cache was reloaded")
+        await asyncio.sleep(0)
+        yield part
+
+
+async def test_a_stream_of_parts_is_written_as_one_apply_in_full_batches(store_factory: StoreFactory) -> None:
+    store = await store_factory(batch_size=10)
+    desired = guild(*(member(i, roles=(1001,) if i % 2 else (1001, 1002)) for i in range(1, 36)))
+    seen: list[tuple[int, int]] = []
+
+    result = await store.apply_stream(GUILD, stream(sliced(desired, 7)), on_progress=lambda *p: seen.append(p))
+    stored = await store.load_snapshot(GUILD, Scope.everything())
+
+    assert result.ok
+    assert (result.counts.created, result.counts.roles_created, result.batches) == (35, 2, 4)
+    assert present(stored) == dict(desired.members)
+    assert {role_id: row.state for role_id, row in stored.roles.items()} == dict(desired.roles)
+    # Done counts committed member writes; the total those of the parts received by then.
+    assert [done for done, _ in seen] == [10, 20, 30, 35]
+    assert all(done <= total for done, total in seen)
+    assert seen[-1] == (35, 35)
+
+
+async def test_a_stream_whose_producer_fails_keeps_what_was_handed_over(store_factory: StoreFactory) -> None:
+    store = await store_factory(batch_size=10)
+    desired = guild(*(member(i) for i in range(1, 36)))
+    parts = sliced(desired, 7)
+
+    with pytest.raises(RuntimeError, match="reloaded"):
+        await store.apply_stream(GUILD, stream(parts, fail_after=3))
+    stored = await store.load_snapshot(GUILD, Scope.everything())
+
+    assert sorted(present(stored)) == list(range(1, 15))  # the roles and two slices of seven
+    _, result = await sync(store, desired)
+    assert (result.counts.created, result.counts.unchanged) == (21, 14)
+
+
 async def test_a_crash_keeps_committed_batches_and_a_rerun_converges(store_factory: StoreFactory) -> None:
     store = await store_factory(batch_size=5)
     desired = guild(*(member(i, roles=(1001,)) for i in range(23)))

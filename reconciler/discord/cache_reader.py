@@ -176,8 +176,11 @@ def _member_records(cache: hikari.api.Cache, guild_id: int) -> Mapping[int, typi
 
 
 def _states_from_records(
-    records: Mapping[int, typing.Any], guild_id: int, known_roles: Container[int]
+    records: Mapping[int, typing.Any], guild_id: int, known_roles: Iterable[int]
 ) -> dict[int, MemberState]:
+    # Role id (hikari's Snowflake, or an int: equal and hashed alike) -> the plain int the domain keeps;
+    # @everyone and roles the guild no longer has map to nothing (see `member_state`).
+    role_id = {int(r): int(r) for r in known_roles if r != guild_id}.get
     members: dict[int, MemberState] = {}
     for cell in records.values():
         data = cell.object
@@ -193,6 +196,10 @@ def _states_from_records(
             is_bot=user.is_bot,
             nickname=data.nickname,
             joined_at=data.joined_at,
-            role_ids=frozenset(int(r) for r in data.role_ids if r != guild_id and r in known_roles),
+            role_ids=_known(frozenset(map(role_id, data.role_ids))),
         )
     return members
+
+
+def _known(role_ids: frozenset[int | None]) -> frozenset[int]:
+    return typing.cast("frozenset[int]", role_ids - {None} if None in role_ids else role_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import typing
 
 import pytest
@@ -151,3 +152,30 @@ async def test_periodic_check_answers_without_waiting_on_a_slow_check() -> None:
         results = await NamedChecks({"database": database}, timeout=0.5).check()
         assert results == {"database": CheckResult(ok=True)}
         release.set()
+
+
+@pytest.mark.asyncio
+async def test_a_check_held_up_by_a_busy_event_loop_is_asked_again() -> None:
+    attempts = 0
+
+    async def ping() -> CheckResult:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            # The whole loop is busy past the deadline, as while hikari parses a large guild's member chunks.
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+        await asyncio.sleep(0.01)
+        return CheckResult.passed()
+
+    async def hangs() -> CheckResult:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.Event().wait()
+        return CheckResult.passed()
+
+    assert await NamedChecks({"database": ping}, timeout=0.1).check() == {"database": CheckResult(ok=True)}
+    assert attempts == 2
+    attempts = 0
+    results = await NamedChecks({"database": hangs}, timeout=0.1).check()
+    assert results == {"database": CheckResult(ok=False, reason="no answer within 0.1 s")}
+    assert attempts == 1, "a check that is slow itself is not asked twice"

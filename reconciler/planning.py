@@ -29,9 +29,10 @@ if typing.TYPE_CHECKING:
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
-SLICE_MEMBERS: typing.Final = 5_000
-"""Members compared at a time: a batch's worth, read and diffed in tens of milliseconds (the event loop
-answers heartbeats in between) while the batches before it are written."""
+SLICE_MEMBERS: typing.Final = 10_000
+"""Members compared at a time: read and diffed in about 0.1 s (the event loop answers heartbeats and
+interactions in between) while the batches before them are written; a slice's dirty rows are read in
+one query, so larger slices mean fewer queries when drift is spread thin."""
 
 
 class GuildNotReadyError(Exception):

@@ -31,7 +31,7 @@ if typing.TYPE_CHECKING:
     from reconciler.domain import ChangeSet, MemberState
     from reconciler.observability.metrics import Metrics
     from reconciler.planning import Survey
-    from reconciler.store.api import Store
+    from reconciler.store.api import ApplyResult, Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -176,7 +176,21 @@ class Reconciler:
                 counts=ChangeCounts(left=len(surveyed.departures)),
                 reason=refusal,
             )
-        counts, errors, sample = await self._write_slices(request, surveyed, report_progress)
+        result, stopped = await self._write_slices(request, surveyed, report_progress)
+        counts, errors, sample = result.counts, result.errors, result.error_sample
+        if isinstance(stopped, GuildNotReadyError):
+            return RunReport(
+                guild_id=guild_id,
+                kind=request.kind,
+                trigger=request.trigger,
+                outcome=Outcome.SKIPPED,
+                counts=counts,
+                errors=errors,
+                error_sample=sample,
+                reason="the member list was reloaded during the run: the members compared before were written",
+            )
+        if stopped is not None:
+            raise stopped
         if request.scope.all_members:
             await self._store.set_reconciled(guild_id, self._clock())
         inactive = links_pruned = 0
@@ -204,11 +218,11 @@ class Reconciler:
         request: SyncRequest,
         surveyed: Survey,
         report_progress: Callable[[int, int, str], Awaitable[None]],
-    ) -> tuple[ChangeCounts, int, tuple[tuple[int, str], ...]]:
+    ) -> tuple[ApplyResult, Exception | None]:
         """Compare the scope slice by slice and write each slice while the next is compared.
 
         A slice that cannot be planned (the member list reloaded, a failed read) ends the stream: the
-        slices planned before it are still written, then the error is raised.
+        slices planned before it are still written; what was written and why it stopped are returned.
         """
         guild_id = request.guild_id
         full_rows = request.force or request.verify
@@ -246,10 +260,10 @@ class Reconciler:
         self._metrics.db_latency.labels(operation="apply").observe(time.monotonic() - started)
         self._count_changes(guild_id, result.counts)
         if stopped:
-            raise stopped[0]
+            return result, stopped[0]
         if memo is not None and request.scope.all_members:
             memo.trim(len(surveyed.candidates))
-        return result.counts, result.errors, result.error_sample
+        return result, None
 
     def _memo_for(self, guild_id: int, surveyed: Survey) -> tuple[FingerprintMemo | None, list[MemberState] | None]:
         """The guild's fingerprint memo for this run, or none and a list to fill it from after the run.

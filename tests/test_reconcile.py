@@ -185,6 +185,7 @@ async def test_a_guild_reloaded_mid_run_marks_nobody_left_and_the_next_run_finis
     assert interrupted.outcome is Outcome.SKIPPED
     assert statuses[MemberStatus.LEFT] == set(), "a run cut short marked members left"
     assert 0 < len(written & set(renamed)) < len(renamed), "the first slice is written, the rest is not"
+    assert (interrupted.counts.updated, interrupted.counts.left) == (len(written & set(renamed)), 0)
     assert finished.outcome is Outcome.SUCCESS
     assert finished.counts.left == 100
     assert await replica(store) == guild.members

@@ -28,7 +28,7 @@ from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.discord.relist import Relister
-from reconciler.gc_policy import freeze_loaded_objects, relax_collection_thresholds
+from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
 from reconciler.observability.server import MetricsServer
@@ -149,7 +149,9 @@ async def running_app(
 
         bot = build_bot(settings.discord, rest_url=rest_url)
         relax_collection_thresholds()
-        readiness = GuildReadiness(on_ready=lambda _guild_id: freeze_loaded_objects())
+        collector = LoadingPause()
+        stack.callback(collector.close)
+        readiness = GuildReadiness(on_loading=collector.loading)
         reader = CacheReader(bot.cache, readiness)
         reconciler = Reconciler(store=used, desired=reader, metrics=metrics, settings=settings.sync, clock=clock)
         workers = _WORKERS_SQLITE if store.dialect == "sqlite" else _WORKERS_POSTGRES

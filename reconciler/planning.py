@@ -135,7 +135,7 @@ def _with_rows(dirty: frozenset[int], stored: StoredFingerprints) -> frozenset[i
     """The dirty members that may have a row: every one, unless the database holds nobody as left.
 
     Then a member unknown to the fingerprints has no row at all and is created without a read (a
-    first sync of a million members is a million such members, read in 200 queries for nothing).
+    first sync of a million members is a million such members, each slice of them read for nothing).
     """
     if stored.left != 0:
         return dirty

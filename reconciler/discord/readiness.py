@@ -63,12 +63,11 @@ class _GuildState:
 class GuildReadiness:
     """Follows hikari's chunk requests per guild; the listeners feed it, the reconciler asks it."""
 
-    def __init__(self, *, on_ready: Callable[[int], None] | None = None) -> None:
+    def __init__(self, *, on_loading: Callable[[int, bool], None] | None = None) -> None:
+        """``on_loading(guild_id, True)`` when a guild's member list starts loading, ``False`` when it is
+        complete or the guild is gone (the process's garbage-collector policy follows it)."""
         self._guilds: dict[int, _GuildState] = {}
-        self._on_ready = on_ready
-
-    def set_on_ready(self, callback: Callable[[int], None]) -> None:
-        self._on_ready = callback
+        self._on_loading = on_loading
 
     def guild_available(self, guild_id: int, nonce: str | None) -> None:
         """GUILD_CREATE: the cache was just cleared and a chunk request with ``nonce`` went out."""
@@ -82,6 +81,8 @@ class GuildReadiness:
         state.since = time.monotonic()
         state.event.clear()
         _LOGGER.info("guild chunking started", extra={"guild_id": guild_id, "nonce": nonce})
+        if self._on_loading is not None:
+            self._on_loading(guild_id, nonce is not None)  # without a request nothing is coming
 
     def chunk_requested(self, guild_id: int, nonce: str) -> None:
         """A new request replaced the one in flight (after a rate limit or a lost request)."""
@@ -106,8 +107,8 @@ class GuildReadiness:
         state.since = time.monotonic()
         state.event.set()
         _LOGGER.info("guild ready", extra={"guild_id": guild_id, "chunks": chunk_count})
-        if self._on_ready is not None:
-            self._on_ready(guild_id)
+        if self._on_loading is not None:
+            self._on_loading(guild_id, False)
         return True
 
     def guild_gone(self, guild_id: int) -> None:
@@ -115,6 +116,8 @@ class GuildReadiness:
         state = self._guilds.pop(guild_id, None)
         if state is not None:
             state.event.clear()
+            if self._on_loading is not None:
+                self._on_loading(guild_id, False)
 
     def is_ready(self, guild_id: int) -> bool:
         state = self._guilds.get(guild_id)

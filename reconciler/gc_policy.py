@@ -71,9 +71,7 @@ class LoadingPause:
         self._resume()
 
     def _expire(self) -> None:
-        _LOGGER.warning(
-            "member lists still loading; garbage collector back on", extra={"guilds": len(self._loading)}
-        )
+        _LOGGER.warning("member lists still loading; garbage collector back on", extra={"guilds": len(self._loading)})
         self._timer = None
         self._loading.clear()  # those still loading resume nothing later; a new load may pause again
         freeze_loaded_objects()

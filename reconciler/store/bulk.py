@@ -26,6 +26,7 @@ import abc
 import asyncio
 import collections
 import datetime
+import functools
 import itertools
 import json
 import logging
@@ -325,21 +326,57 @@ _PAD_TO: typing.Final = 1024
 
 
 @attrs.frozen
-class _RowsStatement:
-    """A statement over any number of rows: `head`, then `row` once per row, comma-separated, then `tail`."""
+class _Statement:
+    """A SQLite write, as text for one row (`one`) and for many (`many`).
 
+    Values every row shares (the guild, the time) are bound once, as ?1, ?2, ...; a row's own values
+    follow, numbered on. `row` marks them `{}`. Binding the shared values once per statement, not once
+    per row, spares a third of the parameters sqlite3 binds (with the GIL held) and Python builds.
+    """
+
+    one: str
+    """The statement for one row: `executemany` (SQLite before 3.33), and a member written alone."""
     head: str
     row: str
-    tail: str = ""
+    tail: str
+    shared: int
 
-    @classmethod
-    def around(cls, statement: str, row: str) -> _RowsStatement:
-        """`statement` written for one `row`, opened up for many."""
-        head, tail = statement.split(row, 1)
-        return cls(head=head, row=row, tail=tail)
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a few sizes per statement, statements live forever
+    def many(self, rows: int) -> str:
+        """The statement for `rows` rows (built once per size; sqlite3 caches its compilation by text)."""
+        own = self.row.count("{}")
+        numbers = itertools.count(self.shared + 1)
+        rendered = (self.row.format(*(f"?{next(numbers)}" for _ in range(own))) for _ in range(rows))
+        return f"{self.head}{', '.join(rendered)}{self.tail}"
 
-    def sql(self, rows: int) -> str:
-        return f"{self.head}{', '.join([self.row] * rows)}{self.tail}"
+    @property
+    def per_statement(self) -> int:
+        """Rows that fit under SQLite's limit of numbered parameters."""
+        return max(1, (_MAX_VARIABLES - self.shared) // self.row.count("{}"))
+
+
+_USERS_CONFLICT: typing.Final = (
+    " ON CONFLICT (id) DO UPDATE SET username = excluded.username, global_name = excluded.global_name, "
+    "avatar_hash = excluded.avatar_hash, is_bot = excluded.is_bot, updated_at = excluded.updated_at "
+    "WHERE users.username IS NOT excluded.username OR users.global_name IS NOT excluded.global_name "
+    "OR users.avatar_hash IS NOT excluded.avatar_hash OR users.is_bot IS NOT excluded.is_bot"
+)
+_USERS_INSERT: typing.Final = "INSERT INTO users (id, username, global_name, avatar_hash, is_bot, updated_at) VALUES "
+_MEMBERS_INSERT: typing.Final = (
+    "INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, "
+    "fingerprint) VALUES "
+)
+
+
+def _members_statement(on_conflict: str) -> _Statement:
+    tail = f" ON CONFLICT (guild_id, user_id) DO UPDATE SET {on_conflict}"
+    return _Statement(
+        one=f"{_MEMBERS_INSERT}(?1, ?3, ?4, ?5, ?2, 'active', ?2, ?6){tail}",
+        head=_MEMBERS_INSERT,
+        row="(?1, {}, {}, {}, ?2, 'active', ?2, {})",
+        tail=tail,
+        shared=2,
+    )
 
 
 class SqliteBulk(BulkBackend):
@@ -361,54 +398,48 @@ class SqliteBulk(BulkBackend):
         self.pipeline = self.multirow
         self.queues_sends = self.multirow
 
-    _UPSERT_USERS: typing.Final = (
-        "INSERT INTO users (id, username, global_name, avatar_hash, is_bot, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET username = excluded.username, global_name = excluded.global_name, "
-        "avatar_hash = excluded.avatar_hash, is_bot = excluded.is_bot, updated_at = excluded.updated_at "
-        "WHERE users.username IS NOT excluded.username OR users.global_name IS NOT excluded.global_name "
-        "OR users.avatar_hash IS NOT excluded.avatar_hash OR users.is_bot IS NOT excluded.is_bot"
+    _UPSERT_USERS: typing.Final = _Statement(
+        one=f"{_USERS_INSERT}(?2, ?3, ?4, ?5, ?6, ?1){_USERS_CONFLICT}",
+        head=_USERS_INSERT,
+        row="({}, {}, {}, {}, {}, ?1)",
+        tail=_USERS_CONFLICT,
+        shared=1,
     )
-    _INSERT_MEMBERS: typing.Final = (
-        "INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, "
-        "fingerprint) VALUES (?, ?, ?, ?, ?, 'active', ?, ?) "
+    _UPSERT_MEMBERS: typing.Final = _members_statement(_MEMBER_SET)
+    _REJOIN_MEMBERS: typing.Final = _members_statement(_REJOIN_SET)
+    _ADD_LINKS: typing.Final = _Statement(
+        one="INSERT INTO member_roles (guild_id, user_id, role_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        head="INSERT INTO member_roles (guild_id, user_id, role_id) VALUES ",
+        row="(?1, {}, {})",
+        tail=" ON CONFLICT DO NOTHING",
+        shared=1,
     )
-    _UPSERT_MEMBERS: typing.Final = f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_MEMBER_SET}"
-    _REJOIN_MEMBERS: typing.Final = f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_REJOIN_SET}"
-    _ADD_LINKS: typing.Final = (
-        "INSERT INTO member_roles (guild_id, user_id, role_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+    # A list of constant rows: `IN (SELECT ... FROM v)` keeps SQLite on the index (`IN (VALUES ...)` scans).
+    _REMOVE_LINKS: typing.Final = _Statement(
+        one="DELETE FROM member_roles WHERE guild_id = ?1 AND user_id = ?2 AND role_id = ?3",
+        head="WITH v(guild_id, user_id, role_id) AS (VALUES ",
+        row="(?1, {}, {})",
+        tail=") DELETE FROM member_roles WHERE (guild_id, user_id, role_id) IN "
+        "(SELECT guild_id, user_id, role_id FROM v)",
+        shared=1,
     )
-    _REMOVE_LINKS: typing.Final = "DELETE FROM member_roles WHERE guild_id = ? AND user_id = ? AND role_id = ?"
-    _LEAVE: typing.Final = (
-        "UPDATE members SET status = 'left', left_at = ?, updated_at = ? "
-        "WHERE guild_id = ? AND user_id = ? AND status <> 'left'"
+    _LEAVE: typing.Final = _Statement(
+        one="UPDATE members SET status = 'left', left_at = ?1, updated_at = ?1 "
+        "WHERE guild_id = ?2 AND user_id = ?3 AND status <> 'left'",
+        head="WITH v(left_at, updated_at, guild_id, user_id) AS (VALUES ",
+        row="(?1, ?1, ?2, {})",
+        tail=") UPDATE members SET status = 'left', left_at = v.left_at, updated_at = v.updated_at FROM v "
+        "WHERE members.guild_id = v.guild_id AND members.user_id = v.user_id AND members.status <> 'left'",
+        shared=2,
     )
-    _REFRESH: typing.Final = "UPDATE members SET fingerprint = ? WHERE guild_id = ? AND user_id = ?"
-    _MULTIROW: typing.Final = {
-        _UPSERT_USERS: _RowsStatement.around(_UPSERT_USERS, "(?, ?, ?, ?, ?, ?)"),
-        _UPSERT_MEMBERS: _RowsStatement.around(_UPSERT_MEMBERS, "(?, ?, ?, ?, ?, 'active', ?, ?)"),
-        _REJOIN_MEMBERS: _RowsStatement.around(_REJOIN_MEMBERS, "(?, ?, ?, ?, ?, 'active', ?, ?)"),
-        _ADD_LINKS: _RowsStatement.around(_ADD_LINKS, "(?, ?, ?)"),
-        # A list of constant rows: `IN (SELECT ... FROM v)` keeps SQLite on the index (`IN (VALUES ...)` scans).
-        _REMOVE_LINKS: _RowsStatement(
-            head="WITH v(guild_id, user_id, role_id) AS (VALUES ",
-            row="(?, ?, ?)",
-            tail=") DELETE FROM member_roles WHERE (guild_id, user_id, role_id) IN "
-            "(SELECT guild_id, user_id, role_id FROM v)",
-        ),
-        _LEAVE: _RowsStatement(
-            head="WITH v(left_at, updated_at, guild_id, user_id) AS (VALUES ",
-            row="(?, ?, ?, ?)",
-            tail=") UPDATE members SET status = 'left', left_at = v.left_at, updated_at = v.updated_at FROM v "
-            "WHERE members.guild_id = v.guild_id AND members.user_id = v.user_id AND members.status <> 'left'",
-        ),
-        _REFRESH: _RowsStatement(
-            head="WITH v(fingerprint, guild_id, user_id) AS (VALUES ",
-            row="(?, ?, ?)",
-            tail=") UPDATE members SET fingerprint = v.fingerprint FROM v "
-            "WHERE members.guild_id = v.guild_id AND members.user_id = v.user_id",
-        ),
-    }
+    _REFRESH: typing.Final = _Statement(
+        one="UPDATE members SET fingerprint = ?2 WHERE guild_id = ?1 AND user_id = ?3",
+        head="WITH v(fingerprint, guild_id, user_id) AS (VALUES ",
+        row="({}, ?1, {})",
+        tail=") UPDATE members SET fingerprint = v.fingerprint FROM v "
+        "WHERE members.guild_id = v.guild_id AND members.user_id = v.user_id",
+        shared=1,
+    )
     # `+status` keeps the planner on the primary key (a scan of the guild's rows) rather than the
     # (guild_id, status) index, which would cost a lookup per member.
     # Two JSON arrays in one row, not a row per member: rows are fetched one by one, each taking the
@@ -425,14 +456,13 @@ class SqliteBulk(BulkBackend):
         self, guild_id: int, batch: MemberBatch, now: datetime.datetime, *, copy: Collection[str] = ()
     ) -> PreparedBatch:
         stamp = sqlite_time(now)
-        steps: list[tuple[str, str, typing.Any]] = []
+        writes: list[tuple[_Statement, tuple[typing.Any, ...], list[tuple[typing.Any, ...]]]] = []
         # is_bot as an int: sqlite3 binds exact ints directly, a bool goes through its adapter lookup.
         users = [
-            (m.user_id, m.username, m.global_name, m.avatar_hash, 1 if m.is_bot else 0, stamp)
-            for m in batch.user_writes()
+            (m.user_id, m.username, m.global_name, m.avatar_hash, 1 if m.is_bot else 0) for m in batch.user_writes()
         ]
         if users:
-            steps.append(("many", self._UPSERT_USERS, users))
+            writes.append((self._UPSERT_USERS, (stamp,), users))
         for statement, states in (
             (self._UPSERT_MEMBERS, [*batch.creates, *(change.state for change in batch.updates)]),
             (self._REJOIN_MEMBERS, [change.state for change in batch.rejoins]),
@@ -441,41 +471,40 @@ class SqliteBulk(BulkBackend):
                 continue
             if self.pipeline:
                 await _pause()
-            members = [
-                (guild_id, m.user_id, m.nickname, sqlite_time(m.joined_at), stamp, stamp, fingerprint(m))
-                for m in states
-            ]
-            steps.append(("many", statement, members))
+            members = [(m.user_id, m.nickname, sqlite_time(m.joined_at), fingerprint(m)) for m in states]
+            writes.append((statement, (guild_id, stamp), members))
         if self.pipeline:
             await _pause()
         link_adds, link_removes = batch.changed_links()
         if link_removes:
-            steps.append(("many", self._REMOVE_LINKS, [(guild_id, u, r) for u, r in link_removes]))
-        links = [(guild_id, u, r) for u, r in batch.created_links()]
-        links.extend((guild_id, u, r) for u, r in link_adds)
+            writes.append((self._REMOVE_LINKS, (guild_id,), link_removes))
+        links = [*batch.created_links(), *link_adds]
         if links:
-            steps.append(("many", self._ADD_LINKS, links))
+            writes.append((self._ADD_LINKS, (guild_id,), links))
         if batch.leaves:
-            steps.append(("many", self._LEAVE, [(stamp, stamp, guild_id, u) for u in batch.leaves]))
+            writes.append((self._LEAVE, (stamp, guild_id), [(u,) for u in batch.leaves]))
         if batch.refreshes:
-            steps.append(("many", self._REFRESH, [(fp, guild_id, u) for u, fp in batch.refreshes]))
-        if self.multirow:
-            steps = [step for _, statement, rows in steps for step in self._multirow(statement, rows)]
-        return PreparedBatch(steps=steps)
+            writes.append((self._REFRESH, (guild_id,), [(fp, u) for u, fp in batch.refreshes]))
+        if not self.multirow:
+            return PreparedBatch(
+                steps=[("many", st.one, [(*shared, *row) for row in rows]) for st, shared, rows in writes]
+            )
+        return PreparedBatch(steps=[step for write in writes for step in self._multirow(*write)])
 
-    def _multirow(self, statement: str, rows: list[tuple[typing.Any, ...]]) -> Iterator[tuple[str, str, typing.Any]]:
-        # The text is rebuilt per call (microseconds); sqlite3's statement cache, keyed by the text,
-        # spares the compilation of the full-size statements that recur. The number of role links
-        # differs in every batch, so their last statement would be compiled anew each time (10 ms
-        # for thousands of rows: 2 s of a cold sync of 1M members); a repeated link is a no-op
-        # there (ON CONFLICT DO NOTHING), so that statement is padded to a round size instead.
-        template = self._MULTIROW[statement]
-        per = max(1, _MAX_VARIABLES // len(rows[0]))
+    def _multirow(
+        self, statement: _Statement, shared: tuple[typing.Any, ...], rows: list[tuple[typing.Any, ...]]
+    ) -> Iterator[tuple[str, str, typing.Any]]:
+        # The number of role links differs in every batch, so their last statement would be compiled
+        # anew each time (10 ms for thousands of rows: 2 s of a cold sync of 1M members); a repeated
+        # link is a no-op there (ON CONFLICT DO NOTHING), so that statement is padded to a round size.
+        per = statement.per_statement
         for start in range(0, len(rows), per):
             part = rows[start : start + per]
             if statement is self._ADD_LINKS and len(part) > _PAD_TO:
                 part = part + [part[-1]] * (-len(part) % _PAD_TO)
-            yield ("one", template.sql(len(part)), list(itertools.chain.from_iterable(part)))
+            arguments = list(shared)
+            arguments.extend(itertools.chain.from_iterable(part))
+            yield ("one", statement.many(len(part)), arguments)
 
     async def begin_bulk(self, driver: typing.Any) -> None:
         # Every checkpoint fsyncs; during a bulk run checkpoint every ~400 MiB of log instead of 40,

@@ -11,9 +11,10 @@ import datetime
 import typing
 
 import aiosqlite
+import attrs
 import pytest
 
-from reconciler.domain import MemberState
+from reconciler.domain import MemberChange, MemberState
 from reconciler.store import SqlStore
 from reconciler.store.bulk import MemberBatch, SqliteBulk
 
@@ -73,21 +74,54 @@ async def test_installed_aiosqlite_takes_the_one_call_road() -> None:
     assert isinstance(aiosqlite.Connection._conn, property)
 
 
-async def test_both_roads_write_the_same_rows(tmp_path: pathlib.Path) -> None:
+def row_by_row() -> SqliteBulk:
+    """The statements SQLite before 3.33 gets: one row at a time (`executemany`)."""
     bulk = SqliteBulk()
-    batch = MemberBatch(creates=members(3000))
-    stores = [await open_store(tmp_path / "one-call.db"), await open_store(tmp_path / "plain.db")]
-    try:
-        for store, wrap in zip(stores, (lambda d: d, StatementAtATime), strict=True):
+    bulk.multirow = bulk.pipeline = bulk.queues_sends = False
+    return bulk
+
+
+async def test_every_road_writes_the_same_rows(tmp_path: pathlib.Path) -> None:
+    created = members(3000)
+    later = NOW + datetime.timedelta(hours=1)
+    changes = MemberBatch(
+        updates=[
+            MemberChange(
+                state=attrs.evolve(m, nickname="changed", role_ids=m.role_ids - {1001}),
+                roles_removed=frozenset({1001} & m.role_ids),
+                user_changed=False,
+            )
+            for m in created[:900]
+        ],
+        rejoins=[
+            MemberChange(state=attrs.evolve(m, username="back"), roles_added=frozenset({1003}) - m.role_ids)
+            for m in created[900:1000]
+        ],
+        leaves=[m.user_id for m in created[1000:1500]],
+        refreshes=[(m.user_id, 42) for m in created[1500:1600]],
+    )
+    roads = {
+        "one call, many rows a statement": (SqliteBulk(), lambda d: d),
+        "statement at a time": (SqliteBulk(), StatementAtATime),
+        "row by row": (row_by_row(), lambda d: d),
+    }
+    tables: dict[str, list[typing.Any]] = {}
+    for name, (bulk, wrap) in roads.items():
+        store = await open_store(tmp_path / f"{len(tables)}.db")
+        try:
             async with store._driver() as driver:
-                await bulk.write_members(wrap(driver), GUILD, batch, NOW)
-        one_call, plain = [await dump(store) for store in stores]
-    finally:
-        for store in stores:
+                await bulk.write_members(wrap(driver), GUILD, MemberBatch(creates=created), NOW)
+                await bulk.write_members(wrap(driver), GUILD, changes, later)
+            tables[name] = await dump(store)
+        finally:
             await store.close()
 
-    assert len(one_call) == 3000 + 3000 + sum(len(m.role_ids) for m in batch.creates)
-    assert one_call == plain
+    reference = tables.pop("one call, many rows a statement")
+    links = sum(len(m.role_ids) for m in created) - sum(len(c.roles_removed) for c in changes.updates)
+    links += sum(len(c.roles_added) for c in changes.rejoins)
+    assert len(reference) == 3000 + 3000 + links
+    for name, rows in tables.items():
+        assert rows == reference, name
 
 
 async def test_a_batch_abandoned_while_queued_is_never_written(tmp_path: pathlib.Path) -> None:

@@ -18,7 +18,6 @@ __all__ = [
     "PreparedBatch",
     "SqliteBulk",
     "bulk_backend",
-    "member_batches",
     "sqlite_time",
 ]
 
@@ -193,15 +192,6 @@ def _in_key_order(kind: str, items: list[typing.Any]) -> list[typing.Any]:
     return sorted(items, key=key)
 
 
-def member_batches(change_set: ChangeSet, size: int) -> Iterator[MemberBatch]:
-    """One change set's member writes cut into batches of `size` (see `BatchCutter`)."""
-    cutter = BatchCutter(size)
-    yield from cutter.add(change_set)
-    rest = cutter.rest()
-    if rest is not None:
-        yield rest
-
-
 @attrs.define(frozen=True, kw_only=True, slots=True)
 class PreparedBatch:
     """A batch turned into driver calls: (kind, statement or table, arguments), in order."""
@@ -330,8 +320,9 @@ class _Statement:
     """A SQLite write, as text for one row (`one`) and for many (`many`).
 
     Values every row shares (the guild, the time) are bound once, as ?1, ?2, ...; a row's own values
-    follow, numbered on. `row` marks them `{}`. Binding the shared values once per statement, not once
-    per row, spares a third of the parameters sqlite3 binds (with the GIL held) and Python builds.
+    follow them (`row` marks them `{}`; `many` says how they are numbered). Binding the shared values
+    once per statement, not once per row, spares a third of the parameters sqlite3 binds (with the GIL
+    held) and Python builds.
     """
 
     one: str

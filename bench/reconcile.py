@@ -49,9 +49,9 @@ from sqlalchemy.orm import registry
 
 from reconciler.config import SyncSettings
 from reconciler.domain import GuildSnapshot, MemberState, RoleState, Scope, fingerprint
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.runs import RunReport, SyncRequest, Trigger
 from reconciler.observability.metrics import Metrics
-from reconciler.reconcile import Reconciler
-from reconciler.runs import RunReport, SyncRequest, Trigger
 from reconciler.store import SqlStore, upgrade_database
 from reconciler.store import tables as t
 from reconciler.store.bulk import sqlite_time

@@ -28,11 +28,14 @@ from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.discord.relist import Relister
+from reconciler.engine.guilds import GuildRecords
+from reconciler.engine.queries import GuildQueries
+from reconciler.engine.queue import SyncQueue
+from reconciler.engine.reconcile import Reconciler
 from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
 from reconciler.observability.server import MetricsServer
-from reconciler.reconcile import Reconciler, SyncQueue
 from reconciler.scheduling import Scheduler, scheduled_jobs
 from reconciler.store import SqlStore
 
@@ -159,16 +162,16 @@ async def running_app(
             reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers
         )
         activity = ActivityBuffer(store=used, metrics=metrics, flush_seconds=settings.sync.activity_flush_seconds)
+        guilds = GuildRecords(store=used, queue=queue, metrics=metrics)
         listeners = GatewayListeners(
-            bot=bot, readiness=readiness, queue=queue, activity=activity, store=used, metrics=metrics
+            bot=bot, readiness=readiness, queue=queue, activity=activity, guilds=guilds, metrics=metrics
         )
 
         commands = SyncCommands(
             queue=queue,
-            reconciler=reconciler,
             reader=reader,
             readiness=readiness,
-            store=used,
+            queries=GuildQueries(store=used, desired=reader, reconciler=reconciler, metrics=metrics),
             metrics=metrics,
             settings=settings,
         )

@@ -147,7 +147,7 @@ class ScheduleSettings(_Section):
     def _parses(cls, value: str) -> str:
         # Imported here: APScheduler is heavy and only needed when a cron is validated. The scheduler's
         # own parser, so what passes here is exactly what runs (weekdays numbered as cron numbers them).
-        from reconciler.scheduling import crontab_trigger  # noqa: PLC0415
+        from reconciler.cron import crontab_trigger  # noqa: PLC0415
 
         try:
             crontab_trigger(value, "UTC")

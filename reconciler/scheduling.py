@@ -20,7 +20,6 @@ __all__ = [
     "JobReport",
     "JobSpec",
     "Scheduler",
-    "crontab_trigger",
     "default_owner",
     "scheduled_jobs",
     "slot_key",
@@ -42,13 +41,13 @@ import zoneinfo
 import attrs
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from reconciler.cron import crontab_trigger
 from reconciler.domain import ChangeCounts, Scope
-from reconciler.drift import measure_drift
-from reconciler.planning import GuildNotReadyError
-from reconciler.runs import Outcome, RunKind, SyncRequest, Trigger
+from reconciler.engine.drift import measure_drift
+from reconciler.engine.planning import GuildNotReadyError
+from reconciler.engine.runs import Outcome, RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:
     import contextlib
@@ -57,10 +56,10 @@ if typing.TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
     from reconciler.config import ScheduleSettings, SyncSettings
+    from reconciler.engine.planning import DesiredState
+    from reconciler.engine.queue import SyncQueue
+    from reconciler.engine.runs import RunReport
     from reconciler.observability.metrics import Metrics
-    from reconciler.planning import DesiredState
-    from reconciler.reconcile import SyncQueue
-    from reconciler.runs import RunReport
     from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
@@ -76,80 +75,6 @@ _DRIFT_CONCURRENCY: typing.Final = 2
 _CLEANUP_CONCURRENCY: typing.Final = 4
 # Relists pace themselves per shard; this only bounds how many shards relist at once.
 _RELIST_CONCURRENCY: typing.Final = 16
-
-# ---------------------------------------------------------------------------------------------------
-# Cron expressions
-# ---------------------------------------------------------------------------------------------------
-
-_CRON_WEEKDAYS: typing.Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-"""Cron's numbering: 0 (and 7) is Sunday. APScheduler 3's `from_crontab` starts at 0 = Monday."""
-
-
-def _weekday(token: str) -> int:
-    token = token.strip().lower()
-    if token.isdigit():
-        number = int(token)
-        if number > 7:
-            msg = f"weekday {token} is not 0-7 (0 and 7 are Sunday)"
-            raise ValueError(msg)
-        return number
-    if token in _CRON_WEEKDAYS:
-        return _CRON_WEEKDAYS.index(token)
-    msg = f"unknown weekday {token!r}"
-    raise ValueError(msg)
-
-
-def _weekdays_for_apscheduler(field: str) -> str:
-    """Cron's day-of-week field, as weekday names APScheduler reads the way cron means them."""
-    if field in {"*", "?"}:
-        return "*"
-    days: set[int] = set()
-    for item in field.split(","):
-        base, slash, step_text = item.partition("/")
-        if slash and not step_text.isdigit():
-            msg = f"bad step in weekday {item!r}"
-            raise ValueError(msg)
-        step = int(step_text) if slash else 1
-        if step < 1:
-            msg = f"bad step in weekday {item!r}"
-            raise ValueError(msg)
-        if base == "*":
-            first, last = 0, 6
-        elif "-" in base:
-            low, high = base.split("-", 1)
-            first, last = _weekday(low), _weekday(high)
-        else:
-            first = _weekday(base)
-            last = 6 if slash else first
-        if first > last:
-            msg = f"weekday range {base!r} runs backwards"
-            raise ValueError(msg)
-        days.update(day % 7 for day in range(first, last + 1, step))
-    if len(days) == 7:
-        return "*"
-    return ",".join(_CRON_WEEKDAYS[day] for day in sorted(days, key=lambda day: (day - 1) % 7))
-
-
-def crontab_trigger(expression: str, timezone: str | datetime.tzinfo) -> CronTrigger:
-    """A trigger for a standard crontab line (minute hour day month weekday) in `timezone`.
-
-    Unlike APScheduler 3's `CronTrigger.from_crontab`, weekdays are numbered as cron numbers them
-    (0 or 7 = Sunday, 1 = Monday). Cron runs a line whose day of month and day of week are both
-    restricted when either matches, APScheduler only when both do: such a line is refused rather
-    than run on the wrong days. Raises `ValueError` with the reason.
-    """
-    fields = expression.split()
-    if len(fields) != 5:
-        msg = f"expected 5 fields (minute hour day month weekday), got {len(fields)}"
-        raise ValueError(msg)
-    minute, hour, day, month, weekday = fields
-    day_of_week = _weekdays_for_apscheduler(weekday)
-    if day not in {"*", "?"} and day_of_week != "*":
-        msg = "day of month and day of week are both restricted; restrict one (cron would OR them)"
-        raise ValueError(msg)
-    zone = zoneinfo.ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=zone)
-
 
 # ---------------------------------------------------------------------------------------------------
 # Slots

@@ -18,10 +18,10 @@ from memory_guild import MemoryGuild
 
 from reconciler.config import SyncSettings
 from reconciler.domain import MemberState, MemberStatus, RoleState, Scope
+from reconciler.engine.planning import SLICE_MEMBERS
+from reconciler.engine.reconcile import Reconciler
+from reconciler.engine.runs import Outcome, RunKind, RunProgress, SyncRequest, Trigger
 from reconciler.observability.metrics import Metrics
-from reconciler.planning import SLICE_MEMBERS
-from reconciler.reconcile import Reconciler
-from reconciler.runs import Outcome, RunKind, RunProgress, SyncRequest, Trigger
 from reconciler.store import SqlStore, tables
 from reconciler.store.connect import create_engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.domain import Scope
-from reconciler.runs import RunKind, SyncRequest, Trigger, merge_requests
+from reconciler.engine.runs import RunKind, SyncRequest, Trigger, merge_requests
 
 
 def _gateway(*user_ids: int, left: bool = False, at: float = 1.0) -> SyncRequest:

@@ -22,9 +22,9 @@ import aiohttp
 from reconciler.demo.summary import DemoSummary, compare_with_truth
 from reconciler.demo.terminal import embed_lines
 from reconciler.demo.traffic import MEMBER_CHANGES, TrafficCounts
-from reconciler.drift import measure_drift
+from reconciler.engine.drift import measure_drift
+from reconciler.engine.planning import GuildNotReadyError
 from reconciler.observability.metrics import ERROR_STAGES
-from reconciler.planning import GuildNotReadyError
 from reconciler.scheduling import DRIFT_CHECK, RELIST
 
 if typing.TYPE_CHECKING:

@@ -22,18 +22,16 @@ import hikari
 from reconciler.discord.replies import GuildStats, progress_text, report_embed, stats_embed
 from reconciler.domain import Scope
 from reconciler.domain.health import judge
-from reconciler.drift import DriftReport, measure_drift
-from reconciler.planning import GuildNotReadyError
-from reconciler.runs import RunKind, SyncRequest, Trigger
+from reconciler.engine.runs import RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:
     from reconciler.config import Settings
     from reconciler.discord.cache_reader import CacheReader
     from reconciler.discord.readiness import GuildReadiness
+    from reconciler.engine.queries import GuildQueries
+    from reconciler.engine.queue import SyncQueue
+    from reconciler.engine.runs import RunProgress, RunReport
     from reconciler.observability.metrics import Metrics
-    from reconciler.reconcile import Reconciler, SyncQueue
-    from reconciler.runs import RunProgress, RunReport
-    from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -94,19 +92,17 @@ class SyncCommands:
         self,
         *,
         queue: SyncQueue,
-        reconciler: Reconciler,
         reader: CacheReader,
         readiness: GuildReadiness,
-        store: Store,
+        queries: GuildQueries,
         metrics: Metrics,
         settings: Settings,
         clock: typing.Callable[[], datetime.datetime] = _utcnow,
     ) -> None:
         self._queue = queue
-        self._reconciler = reconciler
         self._reader = reader
         self._readiness = readiness
-        self._store = store
+        self._queries = queries
         self._metrics = metrics
         self._settings = settings
         self._clock = clock
@@ -261,20 +257,9 @@ class SyncCommands:
 
     async def _gather_stats(self, guild_id: int, now: datetime.datetime) -> GuildStats:
         """Drift as the drift check measures it (every row compared), so the command and the gauges agree."""
-        report: DriftReport | None = None
-        try:
-            report = await measure_drift(
-                guild_id,
-                desired=self._reader,
-                store=self._store,
-                guild_lock=self._reconciler.guild_lock,
-                now=now,
-                metrics=self._metrics,
-            )
-        except GuildNotReadyError:
-            report = None
-        stored = report.stored if report is not None else await self._store.stats(guild_id, now=now)
-        last_runs = await self._store.last_runs(guild_id)
+        report = await self._queries.drift(guild_id, now=now)
+        stored = report.stored if report is not None else await self._queries.stats(guild_id, now=now)
+        last_runs = await self._queries.last_runs(guild_id)
         progress = self._readiness.progress(guild_id)
         verdict, reason = judge(
             ready=report is not None,

@@ -19,16 +19,16 @@ import typing
 import hikari
 
 from reconciler.domain import Scope
-from reconciler.runs import RunKind, SyncRequest, Trigger
+from reconciler.engine.runs import RunKind, SyncRequest, Trigger
 
 if typing.TYPE_CHECKING:
     import prometheus_client
 
     from reconciler.activity import ActivityBuffer
     from reconciler.discord.readiness import GuildReadiness
+    from reconciler.engine.guilds import GuildRecords
+    from reconciler.engine.queue import SyncQueue
     from reconciler.observability.metrics import Metrics
-    from reconciler.reconcile import SyncQueue
-    from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -51,14 +51,14 @@ class GatewayListeners:
         readiness: GuildReadiness,
         queue: SyncQueue,
         activity: ActivityBuffer,
-        store: Store,
+        guilds: GuildRecords,
         metrics: Metrics,
     ) -> None:
         self._bot = bot
         self._readiness = readiness
         self._queue = queue
         self._activity = activity
-        self._store = store
+        self._guilds = guilds
         self._metrics = metrics
         self._open = True
         self._counters: dict[str, prometheus_client.Counter] = {}
@@ -136,31 +136,15 @@ class GatewayListeners:
         self._spawn(self._record_guild(event.guild), f"upsert-guild-{guild_id}")
 
     async def _record_guild(self, guild: hikari.GatewayGuild) -> None:
-        guild_id = int(guild.id)
-        try:
-            await self._store.upsert_guild(guild_id, name=guild.name, member_count=guild.member_count)
-            # After a restart the "no successful reconcile in 24 h" alert needs the last success on
-            # record, not nothing until the next run succeeds.
-            record = next((g for g in await self._store.guilds() if g.id == guild_id), None)
-            if record is not None and record.last_reconciled_at is not None:
-                self._metrics.last_success.labels(guild=str(guild_id)).set(record.last_reconciled_at.timestamp())
-        except Exception:
-            self._metrics.errors.labels(stage="store").inc()
-            _LOGGER.exception("guild upsert failed", extra={"guild_id": int(guild.id)})
+        await self._guilds.arrived(int(guild.id), name=guild.name, member_count=guild.member_count)
 
     async def _on_guild_leave(self, event: hikari.GuildLeaveEvent) -> None:
         self._count("guild_leave")
         guild_id = int(event.guild_id)
         self._readiness.guild_gone(guild_id)
         self._left_while_chunking.pop(guild_id, None)
-        self._queue.drop_guild(guild_id)
         self._metrics.guild_ready.labels(guild=str(guild_id)).set(0)
-        try:
-            await self._store.mark_guild_removed(guild_id)
-        except Exception:
-            self._metrics.errors.labels(stage="store").inc()
-            _LOGGER.exception("guild removal not recorded", extra={"guild_id": guild_id})
-        _LOGGER.info("bot removed from guild; rows kept", extra={"guild_id": guild_id})
+        await self._guilds.removed(guild_id)
 
     async def _on_guild_unavailable(self, event: hikari.GuildUnavailableEvent) -> None:
         self._count("guild_unavailable")

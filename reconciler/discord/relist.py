@@ -23,7 +23,7 @@ import attrs
 import hikari
 
 from reconciler.discord.listeners import new_nonce
-from reconciler.planning import GuildNotReadyError
+from reconciler.engine.planning import GuildNotReadyError
 
 if typing.TYPE_CHECKING:
     from reconciler.discord.listeners import GatewayListeners

@@ -13,14 +13,14 @@ import typing
 import attrs
 import hikari
 
-from reconciler.runs import Outcome
+from reconciler.engine.runs import Outcome
 
 if typing.TYPE_CHECKING:
     import datetime
     from collections.abc import Mapping
 
     from reconciler.domain.health import DriftCounts, Verdict
-    from reconciler.runs import RunProgress, RunReport
+    from reconciler.engine.runs import RunProgress, RunReport
     from reconciler.store.api import StoreStats, SyncRun
 
 _COLOURS: typing.Final = {

@@ -14,7 +14,8 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from reconciler.config import ConfigError, load_settings
-from reconciler.scheduling import crontab_trigger, slot_key, slot_time
+from reconciler.cron import crontab_trigger
+from reconciler.scheduling import slot_key, slot_time
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 # Saturday 6 January 2024, noon in Paris: the following days are Sun 7, Mon 8, Tue 9, ... Sat 13.

@@ -11,9 +11,9 @@ from memory_guild import MemoryGuild
 
 from reconciler.domain import MemberState, RoleState, Scope, StoredSnapshot, plan_changes
 from reconciler.domain.health import DriftCounts
-from reconciler.drift import DriftReport, measure_drift
+from reconciler.engine.drift import DriftReport, measure_drift
+from reconciler.engine.planning import GuildNotReadyError
 from reconciler.observability.metrics import Metrics
-from reconciler.planning import GuildNotReadyError
 from reconciler.store import SqlStore, tables
 from reconciler.store.connect import create_engine
 

@@ -6,7 +6,16 @@ merge requests for one guild whatever asked for them, and every run ends in the 
 
 from __future__ import annotations
 
-__all__ = ["Outcome", "RunKind", "RunProgress", "RunReport", "SyncRequest", "Trigger", "merge_requests"]
+__all__ = [
+    "Outcome",
+    "ProgressListener",
+    "RunKind",
+    "RunProgress",
+    "RunReport",
+    "SyncRequest",
+    "Trigger",
+    "merge_requests",
+]
 
 import enum
 import time
@@ -17,7 +26,7 @@ import attrs
 from reconciler.domain import ChangeCounts, Scope
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Sequence
 
 
 class Trigger(enum.StrEnum):
@@ -158,6 +167,10 @@ class RunProgress:
         if self.total:
             return f"{self.phase}: {self.done:,}/{self.total:,} members ({elapsed:.0f} s)"
         return f"{self.phase} ({elapsed:.0f} s)"
+
+
+ProgressListener = typing.Callable[[RunProgress], "Awaitable[None]"]
+"""Called with each progress update of a run (the /sync reply edits itself from these)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,7 @@ import attrs
 
 from reconciler.domain import ChangeCounts, Scope, plan_changes
 from reconciler.domain.health import DriftCounts
-from reconciler.planning import GuildNotReadyError
+from reconciler.engine.planning import GuildNotReadyError
 
 if typing.TYPE_CHECKING:
     import contextlib
@@ -25,8 +25,8 @@ if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from reconciler.domain import ChangeSet
+    from reconciler.engine.planning import DesiredState
     from reconciler.observability.metrics import Metrics
-    from reconciler.planning import DesiredState
     from reconciler.store.api import Store, StoreStats
 
 _LOGGER: typing.Final = logging.getLogger(__name__)

@@ -1,0 +1,49 @@
+"""The questions `/sync stats` asks of the replica, handed to the Discord layer instead of the store."""
+
+from __future__ import annotations
+
+__all__ = ["GuildQueries"]
+
+import typing
+
+from reconciler.engine.drift import DriftReport, measure_drift
+from reconciler.engine.planning import GuildNotReadyError
+
+if typing.TYPE_CHECKING:
+    import datetime
+    from collections.abc import Mapping
+
+    from reconciler.engine.planning import DesiredState
+    from reconciler.engine.reconcile import Reconciler
+    from reconciler.observability.metrics import Metrics
+    from reconciler.store.api import Store, StoreStats, SyncRun
+
+
+class GuildQueries:
+    """Read-only: drift measured as the drift check measures it, stored counts and the last runs."""
+
+    def __init__(self, *, store: Store, desired: DesiredState, reconciler: Reconciler, metrics: Metrics) -> None:
+        self._store = store
+        self._desired = desired
+        self._reconciler = reconciler
+        self._metrics = metrics
+
+    async def drift(self, guild_id: int, *, now: datetime.datetime) -> DriftReport | None:
+        """Every row compared (so the command and the gauges agree); None while the guild is not ready."""
+        try:
+            return await measure_drift(
+                guild_id,
+                desired=self._desired,
+                store=self._store,
+                guild_lock=self._reconciler.guild_lock,
+                now=now,
+                metrics=self._metrics,
+            )
+        except GuildNotReadyError:
+            return None
+
+    async def stats(self, guild_id: int, *, now: datetime.datetime) -> StoreStats:
+        return await self._store.stats(guild_id, now=now)
+
+    async def last_runs(self, guild_id: int) -> Mapping[str, SyncRun]:
+        return await self._store.last_runs(guild_id)

@@ -33,6 +33,7 @@ from reconciler.engine.queries import GuildQueries
 from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
 from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
+from reconciler.observability.logging import Redactor
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
 from reconciler.observability.server import MetricsServer
@@ -156,7 +157,14 @@ async def running_app(
         stack.callback(collector.close)
         readiness = GuildReadiness(on_loading=collector.loading)
         reader = CacheReader(bot.cache, readiness)
-        reconciler = Reconciler(store=used, desired=reader, metrics=metrics, settings=settings.sync, clock=clock)
+        reconciler = Reconciler(
+            store=used,
+            desired=reader,
+            metrics=metrics,
+            settings=settings.sync,
+            clock=clock,
+            redact=Redactor([settings.discord.token.get_secret_value()]),
+        )
         workers = _WORKERS_SQLITE if store.dialect == "sqlite" else _WORKERS_POSTGRES
         queue = SyncQueue(
             reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers

@@ -37,8 +37,13 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 
 
 def _is_terminal(exc: BaseException) -> bool:
-    """Errors that another attempt cannot fix: a bug, not an outage."""
-    return isinstance(exc, (TypeError, ValueError, AttributeError, KeyError, NotImplementedError))
+    """Errors that no later attempt can fix, so not worth a back-off.
+
+    A failed write is retried whatever it was, a programming error in the store's writer too: it may
+    depend on the rows written this time (a merged scope, a member's odd value), and `sync.max_attempts`
+    bounds how long a real bug keeps coming back. The run is still `failed`, counted and logged each time.
+    """
+    return isinstance(exc, NotImplementedError)
 
 
 @attrs.define(kw_only=True)
@@ -262,7 +267,7 @@ class SyncQueue:
             kind=request.kind,
             trigger=request.trigger,
             outcome=Outcome.FAILED,
-            reason=f"{type(exc).__name__}: {exc}"[:300],
+            reason=self._reconciler.redact(f"{type(exc).__name__}: {exc}")[:300],
         )
         for waiter in entry.waiters:
             if not waiter.done():

@@ -46,6 +46,10 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 class Reconciler:
     """Runs one request against one guild: read both sides, diff, guard, apply, record."""
 
@@ -57,8 +61,11 @@ class Reconciler:
         metrics: Metrics,
         settings: SyncSettings,
         clock: Callable[[], datetime.datetime] = _utcnow,
+        redact: Callable[[str], str] = _unchanged,
     ) -> None:
         self._store = store
+        self._redact = redact
+        """Scrubs secrets from exception text before `sync_runs.error_sample` keeps it (as the logs do)."""
         self._desired = desired
         self._metrics = metrics
         self._settings = settings
@@ -82,6 +89,10 @@ class Reconciler:
         """Wait for what runs left to do in the background (filling fingerprint memos)."""
         while self._filling:
             await asyncio.wait(set(self._filling))
+
+    def redact(self, text: str) -> str:
+        """Exception text with every secret scrubbed, before it is kept or shown to a person."""
+        return self._redact(text)
 
     def forget(self, guild_id: int) -> None:
         """The bot left the guild: drop what was kept in memory for its next run."""
@@ -339,6 +350,7 @@ class Reconciler:
                 self._publish_converged(report)
         if report.run_id is not None:
             sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
+            sample = None if sample is None else self._redact(sample)
             with contextlib.suppress(Exception):
                 await self._store.finish_run(
                     report.run_id,

@@ -6,7 +6,7 @@ text, so a token that slipped into an exception message or a third-party log lin
 
 from __future__ import annotations
 
-__all__ = ["RedactingHandler", "StructuredFormatter", "configure_logging"]
+__all__ = ["RedactingHandler", "Redactor", "StructuredFormatter", "configure_logging"]
 
 import datetime
 import json
@@ -59,20 +59,29 @@ class StructuredFormatter(logging.Formatter):
         return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
 
 
+class Redactor:
+    """Replaces every known secret in a text: the log lines, and exception text kept in the database."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Short strings would redact ordinary words; real tokens are long.
+        self._secrets = tuple(s for s in secrets if len(s) >= 8)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
+
+
 class RedactingHandler(logging.StreamHandler[typing.TextIO]):
     """Scrubs every known secret from the finished line, tracebacks included, whichever logger wrote it."""
 
     def __init__(self, stream: typing.TextIO, secrets: Iterable[str]) -> None:
         super().__init__(stream)
-        # Short strings would redact ordinary words; real tokens are long.
-        self._secrets = tuple(s for s in secrets if len(s) >= 8)
+        self._redact = Redactor(secrets)
 
     @typing_extensions.override
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
+        return self._redact(super().format(record))
 
 
 def configure_logging(

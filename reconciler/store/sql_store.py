@@ -56,26 +56,30 @@ _SCAN_THRESHOLD: typing.Final = 200_000
 _INT64_MIN: typing.Final = -(2**63)
 _INT64_MAX: typing.Final = 2**63 - 1
 
-# Errors about one row's values: the row is skipped, counted and sampled, the run goes on.
+# Errors about one member's data: the row is skipped, counted and sampled, the run goes on. Only what the
+# database (or its driver) refuses in a value: a constraint, a number out of the column's range, text it
+# cannot store (a lone surrogate; a NUL on PostgreSQL). A programming error (a wrong number of bindings,
+# a TypeError, sqlite3.ProgrammingError, a driver InterfaceError) is not bad data: it fails the run.
 _ROW_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
-    ValueError,
-    TypeError,
     OverflowError,
     UnicodeError,
     sqlite3.IntegrityError,
     sqlite3.DataError,
-    sqlite3.InterfaceError,
-    sqlite3.ProgrammingError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
     sqlalchemy.exc.IntegrityError,
     sqlalchemy.exc.DataError,
 )
-# Errors about the database itself: never swallowed per row (the run fails and is retried later).
+# Never per-member, even with a row error in their chain: the database itself or the code is at fault
+# (the run fails, counts as a store error and is retried with back-off).
 _FATAL_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
     sqlite3.OperationalError,
-    asyncpg.PostgresConnectionError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlalchemy.exc.ProgrammingError,
+    sqlalchemy.exc.InterfaceError,
     asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
     sqlalchemy.exc.OperationalError,
     ConnectionError,
     TimeoutError,

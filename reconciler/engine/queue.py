@@ -18,12 +18,12 @@ import attrs
 from reconciler.engine.planning import GuildNotReadyError
 from reconciler.engine.runs import (
     Outcome,
+    PendingRequest,
     ProgressListener,
     RunProgress,
     RunReport,
     SyncRequest,
     Trigger,
-    merge_requests,
 )
 
 if typing.TYPE_CHECKING:
@@ -48,10 +48,9 @@ def _is_terminal(exc: BaseException) -> bool:
 
 @attrs.define(kw_only=True)
 class _Pending:
-    """The requests waiting for one guild. They are merged once, when the run starts: merging on every
-    arrival would copy the growing set of user ids per event, quadratic in a burst."""
+    """What waits for one guild: its requests, folded in place as they arrive, and who waits for the run."""
 
-    requests: list[SyncRequest]
+    merged: PendingRequest
     waiters: list[asyncio.Future[RunReport]] = attrs.field(factory=list[asyncio.Future[RunReport]])
     listeners: list[ProgressListener] = attrs.field(factory=list[ProgressListener])
     attempt: int = 0
@@ -59,16 +58,14 @@ class _Pending:
 
     @property
     def guild_id(self) -> int:
-        return self.requests[0].guild_id
+        return self.merged.guild_id
 
     @property
     def request(self) -> SyncRequest:
-        if len(self.requests) > 1:
-            self.requests = [merge_requests(self.requests)]
-        return self.requests[0]
+        return self.merged.request()
 
     def absorb(self, other: _Pending) -> None:
-        self.requests.extend(other.requests)
+        self.merged.absorb(other.merged)
         self.waiters.extend(other.waiters)
         self.listeners.extend(other.listeners)
 
@@ -111,18 +108,18 @@ class SyncQueue:
 
     def enqueue(self, request: SyncRequest) -> None:
         """Submit without waiting for the report (gateway hints, scheduled repairs): the outcome goes to
-        the metrics and `sync_runs`. Costs a list append when the guild already has requests waiting,
-        as it does all through a burst of events."""
+        the metrics and `sync_runs`. Folds the request into the guild's waiting entry in place (a set
+        insert per user), as it does all through a burst of events."""
         if self._accepting:
             self._add(request)
 
     def _add(self, request: SyncRequest) -> _Pending:
         waiting = self._pending.get(request.guild_id)
         if waiting is None:
-            waiting = self._pending[request.guild_id] = _Pending(requests=[request])
+            waiting = self._pending[request.guild_id] = _Pending(merged=PendingRequest(request))
             self._metrics.queue_depth.set(len(self._pending))
         else:
-            waiting.requests.append(request)
+            waiting.merged.add(request)
             # A person asked, or a drift check has just read the database and found drift: do not wait out
             # a back-off meant for a database that was down (it answers again).
             if request.trigger in (Trigger.COMMAND, Trigger.SCHEDULE):
@@ -135,6 +132,11 @@ class SyncQueue:
 
     def is_pending(self, guild_id: int) -> bool:
         return guild_id in self._pending
+
+    def pending_request(self, guild_id: int) -> SyncRequest | None:
+        """The one request the guild's next run would get, from everything waiting for it now."""
+        entry = self._pending.get(guild_id)
+        return None if entry is None else entry.request
 
     @property
     def depth(self) -> int:

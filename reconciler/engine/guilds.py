@@ -41,8 +41,12 @@ class GuildRecords:
             _LOGGER.exception("guild upsert failed", extra={"guild_id": guild_id})
 
     async def removed(self, guild_id: int) -> None:
-        """The bot was removed from the guild: nothing waiting for it can run; its rows are kept."""
+        """The bot was removed from the guild: nothing waiting for it can run; its rows are kept.
+
+        What the process held for it goes: pending work, lock and fingerprint memo (through the queue),
+        and every metric series labelled with it, so a year of guilds joined and left adds nothing."""
         self._queue.drop_guild(guild_id)
+        self._metrics.remove_guild(guild_id)
         try:
             await self._store.mark_guild_removed(guild_id)
         except Exception:

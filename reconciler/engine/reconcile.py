@@ -95,9 +95,18 @@ class Reconciler:
         return self._redact(text)
 
     def forget(self, guild_id: int) -> None:
-        """The bot left the guild: drop what was kept in memory for its next run."""
+        """The bot left the guild: drop what was kept in memory for its next run, and its lock.
+
+        A lock held by a run still in flight stays (that run releases it; nothing new can queue)."""
         self._memos.pop(guild_id, None)
         self._fills.pop(guild_id, None)
+        lock = self._locks.get(guild_id)
+        if lock is not None and not lock.locked():
+            del self._locks[guild_id]
+
+    def holds(self, guild_id: int) -> bool:
+        """Whether anything is kept in memory for the guild (its lock, its fingerprint memo)."""
+        return guild_id in self._locks or guild_id in self._memos or guild_id in self._fills
 
     async def run(self, request: SyncRequest, progress: ProgressListener | None = None) -> RunReport:
         """Reconcile the guild for the request's scope; never raises for a member's error."""

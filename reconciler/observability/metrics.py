@@ -18,9 +18,11 @@ __all__ = [
     "Metrics",
 ]
 
+import contextlib
 import typing
 
 import prometheus_client
+from prometheus_client.metrics import MetricWrapperBase
 
 TRIGGERS: typing.Final = ("startup", "gateway", "command", "schedule")
 RUN_KINDS: typing.Final = ("users", "roles", "cleanup", "full", "drift_check", "relist")
@@ -41,6 +43,9 @@ CHANGE_KINDS: typing.Final = (
 # The scheduler's jobs (the `job_name` label); the alert rules name them, so a new job belongs here too.
 SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
+
+# Labels a child's samples carry beyond the metric's own labels (a histogram's bucket bound).
+_SAMPLE_LABELS: typing.Final = frozenset({"le", "quantile"})
 
 # Buckets sized for what is measured: a reconcile runs milliseconds to minutes; a query, micro to seconds.
 _RUN_BUCKETS: typing.Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -183,6 +188,27 @@ class Metrics:
             self.errors.labels(stage=stage)
         for job in SCHEDULER_JOBS:
             self.job_missed.labels(job_name=job)
+
+    def remove_guild(self, guild_id: int) -> int:
+        """Drop every series labelled with the guild, across every metric: the bot left it, and a year of
+        joins and leaves must not leave the scrape growing with guilds it is no longer in. Returns how
+        many series were removed."""
+        guild = str(guild_id)
+        removed = 0
+        for metric in vars(self).values():
+            if not isinstance(metric, MetricWrapperBase):
+                continue
+            children: set[tuple[str, ...]] = set()
+            for family in metric.collect():
+                for sample in family.samples:
+                    if sample.labels.get("guild") == guild:
+                        # A sample's labels list the metric's own labels first, in their declared order.
+                        children.add(tuple(v for k, v in sample.labels.items() if k not in _SAMPLE_LABELS))
+            for values in children:
+                with contextlib.suppress(KeyError):  # removed meanwhile
+                    metric.remove(*values)
+                    removed += 1
+        return removed
 
     def exposition(self) -> bytes:
         """The classic text format (promtool misreads OpenMetrics)."""

@@ -121,6 +121,7 @@ class SyncSettings(_Section):
     retry_base_seconds: float = pydantic.Field(default=1.0, gt=0)
     retry_max_seconds: float = pydantic.Field(default=60.0, gt=0)
     max_attempts: int = pydantic.Field(default=8, ge=1)
+    gateway_runs_interval_seconds: float = pydantic.Field(default=3600.0, gt=0, le=86_400)
 
 
 class ScheduleSettings(_Section):

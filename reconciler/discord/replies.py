@@ -91,6 +91,13 @@ def _when(moment: datetime.datetime | None, now: datetime.datetime) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _who(run: SyncRun, now: datetime.datetime) -> str:
+    """The trigger; for a row summing gateway runs, how many since when (one row per period, not per run)."""
+    if run.runs <= 1:
+        return run.trigger
+    return f"{run.runs:,} {run.trigger} runs since {_when(run.started_at, now)}"
+
+
 def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
     stored = stats.stored
     by_status = stored.members_by_status
@@ -117,7 +124,7 @@ def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
         inline=False,
     )
     runs = [
-        f"**{kind}**: {run.outcome or 'running'} {_when(run.finished_at or run.started_at, now)} ({run.trigger})"
+        f"**{kind}**: {run.outcome or 'running'} {_when(run.finished_at or run.started_at, now)} ({_who(run, now)})"
         for kind, run in sorted(stats.last_runs.items())
     ]
     embed.add_field(name="Last runs", value="\n".join(runs) or "none yet", inline=False)

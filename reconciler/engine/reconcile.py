@@ -21,7 +21,7 @@ import attrs
 
 from reconciler.domain import ChangeCounts, FingerprintMemo
 from reconciler.engine.planning import DesiredState, GuildNotReadyError, PlanProgress, plan_slices, survey
-from reconciler.engine.runs import Outcome, RunProgress, RunReport, SyncRequest
+from reconciler.engine.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger
 from reconciler.observability.metrics import DRIFT_KINDS
 
 if typing.TYPE_CHECKING:
@@ -127,12 +127,15 @@ class Reconciler:
                 await progress(state)
 
         run_id: int | None = None
+        started_at = self._clock()
         try:
             # Inside the try: a database that cannot even take the run's row is a failed run like any other
             # (counted in errors and sync_runs_total, retried with back-off), not an error nobody counts.
-            run_id = await self._store.start_run(
-                guild_id, kind=request.kind.value, trigger=request.trigger.value, requested_by=request.requested_by
-            )
+            # A gateway run has no row of its own: it is added to its period's row when it ends.
+            if request.trigger is not Trigger.GATEWAY:
+                run_id = await self._store.start_run(
+                    guild_id, kind=request.kind.value, trigger=request.trigger.value, requested_by=request.requested_by
+                )
             async with self.guild_lock(guild_id), self._store.guild_lock(guild_id):
                 if progress is not None:
                     await progress(state)
@@ -156,10 +159,10 @@ class Reconciler:
                 reason=f"{type(exc).__name__}: {exc}"[:500],
             )
             report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
-            await self._finish(report, request)
+            await self._finish(report, request, started_at)
             raise
         report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
-        await self._finish(report, request)
+        report = attrs.evolve(report, run_id=await self._finish(report, request, started_at))
         self._start_fill(guild_id)
         return report
 
@@ -342,7 +345,8 @@ class Reconciler:
         if on_discord:
             self._metrics.coverage_ratio.labels(guild=guild).set(max(0.0, (on_discord - report.errors) / on_discord))
 
-    async def _finish(self, report: RunReport, request: SyncRequest) -> None:
+    async def _finish(self, report: RunReport, request: SyncRequest, started_at: datetime.datetime) -> int | None:
+        """Count the run in the metrics (every run) and record it in `sync_runs`; the row's id."""
         guild = str(report.guild_id)
         self._metrics.sync_runs.labels(
             guild=guild, trigger=report.trigger.value, kind=report.kind.value, outcome=report.outcome.value
@@ -357,21 +361,37 @@ class Reconciler:
             if request.scope.all_members:
                 self._metrics.last_success.labels(guild=guild).set(time.time())
                 self._publish_converged(report)
-        if report.run_id is not None:
-            sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
-            sample = None if sample is None else self._redact(sample)
-            with contextlib.suppress(Exception):
-                await self._store.finish_run(
-                    report.run_id,
+        sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
+        sample = None if sample is None else self._redact(sample)
+        counts = {
+            "created": report.counts.created,
+            "updated": report.counts.updated,
+            "unchanged": report.counts.unchanged,
+            "left": report.counts.left,
+            "inactive": report.inactive,
+            "errors": report.errors,
+        }
+        run_id = report.run_id
+        # The run's outcome is in the metrics and the log already: a database that cannot take its row
+        # must not turn a finished run into a failed one.
+        try:
+            if run_id is not None:
+                await self._store.finish_run(run_id, outcome=report.outcome.value, error_sample=sample, **counts)
+            elif report.trigger is Trigger.GATEWAY:
+                run_id = await self._store.record_gateway_run(
+                    report.guild_id,
+                    kind=report.kind.value,
                     outcome=report.outcome.value,
-                    created=report.counts.created,
-                    updated=report.counts.updated,
-                    unchanged=report.counts.unchanged,
-                    left=report.counts.left,
-                    inactive=report.inactive,
-                    errors=report.errors,
+                    started_at=started_at,
+                    period_seconds=self._settings.gateway_runs_interval_seconds,
                     error_sample=sample,
+                    **counts,
                 )
+        except Exception as exc:
+            _LOGGER.warning(
+                "run not recorded in sync_runs",
+                extra={"guild_id": report.guild_id, "error": self._redact(f"{type(exc).__name__}: {exc}")[:300]},
+            )
         _LOGGER.info(
             "reconcile finished",
             extra={
@@ -388,3 +408,4 @@ class Reconciler:
                 "duration_s": round(report.duration, 3),
             },
         )
+        return run_id

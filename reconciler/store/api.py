@@ -63,6 +63,10 @@ class SyncRun:
     inactive: int
     errors: int
     error_sample: str | None
+    runs: int = 1
+    """Runs summed in the row: gateway runs share one row per guild, kind, outcome and period."""
+    period_start: datetime.datetime | None = None
+    """The period a gateway row sums (None on the row of one deliberate run)."""
 
 
 @attrs.define(frozen=True, kw_only=True, slots=True)
@@ -205,8 +209,44 @@ class Store(typing.Protocol):
         """Close a `sync_runs` row with its outcome and counts."""
         ...
 
+    async def record_gateway_run(
+        self,
+        guild_id: int,
+        *,
+        kind: str,
+        outcome: str,
+        started_at: datetime.datetime,
+        period_seconds: float,
+        created: int = 0,
+        updated: int = 0,
+        unchanged: int = 0,
+        left: int = 0,
+        inactive: int = 0,
+        errors: int = 0,
+        error_sample: str | None = None,
+    ) -> int:
+        """Add a finished gateway-triggered run to its period's row; the row's id.
+
+        One row per guild, kind, outcome and period of `period_seconds` (periods aligned on the Unix
+        epoch, by the finish time): `runs` and the counts are summed, `started_at` is the first run's
+        start, `finished_at` the last run's end, `error_sample` the latest one given. Traffic then adds
+        rows with time, not with events; commands, schedules and start-ups keep a row each.
+        """
+        ...
+
     async def last_runs(self, guild_id: int) -> Mapping[str, SyncRun]:
-        """The newest run of each kind for a guild."""
+        """The latest run of each kind for a guild (by when it finished, or started if still running)."""
+        ...
+
+    async def prune_bookkeeping(
+        self, *, runs_before: datetime.datetime, slots_before: datetime.datetime
+    ) -> Mapping[str, int]:
+        """Delete old bookkeeping; rows deleted per table.
+
+        `sync_runs` rows that ended (or, unfinished, started) before `runs_before`, except the latest of
+        each kind per guild; `scheduler_slots` claimed before `slots_before`. Never a member, user, role,
+        link or activity row.
+        """
         ...
 
     async def count_runs(

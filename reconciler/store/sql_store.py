@@ -796,16 +796,102 @@ class SqlStore:
                 )
             )
 
+    async def record_gateway_run(
+        self,
+        guild_id: int,
+        *,
+        kind: str,
+        outcome: str,
+        started_at: datetime.datetime,
+        period_seconds: float,
+        created: int = 0,
+        updated: int = 0,
+        unchanged: int = 0,
+        left: int = 0,
+        inactive: int = 0,
+        errors: int = 0,
+        error_sample: str | None = None,
+    ) -> int:
+        if not period_seconds > 0:
+            msg = f"period_seconds must be positive, got {period_seconds}"
+            raise ValueError(msg)
+        s = t.sync_runs
+        finished = self._clock()
+        epoch = finished.timestamp()
+        period = datetime.datetime.fromtimestamp(epoch - epoch % period_seconds, datetime.UTC)
+        counts = {
+            "created": created,
+            "updated": updated,
+            "unchanged": unchanged,
+            "left": left,
+            "inactive": inactive,
+            "errors": errors,
+        }
+        insert = self._insert(s).values(
+            guild_id=guild_id,
+            kind=kind,
+            trigger="gateway",
+            started_at=_utc(started_at),
+            finished_at=finished,
+            outcome=outcome,
+            error_sample=error_sample,
+            runs=1,
+            period_start=period,
+            **counts,
+        )
+        summed = {name: s.c[name] + insert.excluded[name] for name in counts}
+        statement = insert.on_conflict_do_update(
+            index_elements=[s.c.guild_id, s.c.kind, s.c.outcome, s.c.period_start],
+            set_={
+                **summed,
+                "runs": s.c.runs + 1,
+                "finished_at": insert.excluded.finished_at,
+                "error_sample": sa.func.coalesce(insert.excluded.error_sample, s.c.error_sample),
+            },
+        ).returning(s.c.id)
+        async with self._write_engine.begin() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
     @staticmethod
     def _run(row: sa.Row[typing.Any]) -> SyncRun:
         return SyncRun(**{name: getattr(row, name) for name in attrs.fields_dict(SyncRun)})
 
+    @staticmethod
+    def _latest_of_each_kind() -> sa.Subquery:
+        """Each run with its rank among its guild's runs of the same kind, latest (by when it ended) first."""
+        s = t.sync_runs
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=(s.c.guild_id, s.c.kind),
+                order_by=(sa.func.coalesce(s.c.finished_at, s.c.started_at).desc(), s.c.id.desc()),
+            )
+            .label("rank")
+        )
+        return sa.select(s.c.id, s.c.guild_id, rank).subquery()
+
     async def last_runs(self, guild_id: int) -> dict[str, SyncRun]:
         s = t.sync_runs
-        newest = sa.select(sa.func.max(s.c.id)).where(s.c.guild_id == guild_id).group_by(s.c.kind)
+        ranked = self._latest_of_each_kind()
+        latest = sa.select(ranked.c.id).where(ranked.c.guild_id == guild_id, ranked.c.rank == 1)
         async with self._engine.connect() as conn:
-            result = await conn.execute(sa.select(s).where(s.c.id.in_(newest)))
+            result = await conn.execute(sa.select(s).where(s.c.guild_id == guild_id, s.c.id.in_(latest)))
             return {row.kind: self._run(row) for row in result}
+
+    async def prune_bookkeeping(
+        self, *, runs_before: datetime.datetime, slots_before: datetime.datetime
+    ) -> dict[str, int]:
+        s, slots = t.sync_runs, t.scheduler_slots
+        ranked = self._latest_of_each_kind()
+        latest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+        async with self._write_engine.begin() as conn:
+            runs = await conn.execute(
+                sa.delete(s).where(
+                    sa.func.coalesce(s.c.finished_at, s.c.started_at) < _utc(runs_before), s.c.id.not_in(latest)
+                )
+            )
+            claimed = await conn.execute(sa.delete(slots).where(slots.c.claimed_at < _utc(slots_before)))
+            return {"sync_runs": runs.rowcount, "scheduler_slots": claimed.rowcount}
 
     async def count_runs(
         self, *, guild_id: int | None = None, kind: str | None = None, outcome: str | None = None

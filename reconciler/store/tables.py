@@ -184,8 +184,13 @@ sync_runs: typing.Final = sa.Table(
     _count("inactive"),
     _count("errors"),
     sa.Column("error_sample", sa.Text, nullable=True),
+    # Gateway runs are summed per guild, kind, outcome and period (migration 0002): `runs` counts the
+    # runs in the row, `period_start` names the period (NULL on a row of one deliberate run).
+    sa.Column("runs", sa.Integer, nullable=False, server_default=sa.text("1")),
+    _when("period_start"),
     sa.CheckConstraint(f'"trigger" IN {RUN_TRIGGERS!r}', name="trigger"),
     sa.Index(None, "guild_id", "kind", "started_at"),
+    sa.Index(None, "guild_id", "kind", "outcome", "period_start", unique=True),
 )
 
 scheduler_slots: typing.Final = sa.Table(

@@ -264,3 +264,39 @@ async def test_slow_database_still_acknowledges_in_time_and_second_sync_waits(
     view = db_view_factory(app.settings.database.url)
     command_runs = [r for r in await view.runs(guild_id) if r["trigger"] == "command"]
     assert len(command_runs) == 1
+
+
+@pytest.mark.asyncio
+async def test_gateway_runs_share_a_row_per_period_and_stats_reads_it(
+    sandbox: DiscordSandbox, app_factory, db_view_factory
+) -> None:
+    guild_id = sandbox.create_guild(members=150, seed=31)
+    app = await app_factory(sandbox, sync={"gateway_runs_interval_seconds": 86_400})
+    await _commands_registered(sandbox)
+    view = db_view_factory(app.settings.database.url)
+    admin = sandbox.admin_user_id(guild_id)
+    joined: list[int] = []
+    for n in range(4):
+        # One join at a time, each written before the next: four gateway runs, not one merged burst.
+        joined.append(await sandbox.add_member(guild_id, username=f"joiner{n}"))
+        await eventually(lambda: view.members(guild_id), lambda m: set(joined) <= set(m), within=10)
+    await asyncio.sleep(0.2)  # the last run's row is written just after its members
+
+    gateway = [run for run in await view.runs(guild_id) if run["trigger"] == "gateway"]
+    counted = sum(
+        sample.value
+        for family in app.metrics.registry.collect()
+        if family.name == "reconciler_sync_runs"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["trigger"] == "gateway"
+    )
+    assert sum(run["runs"] for run in gateway) == counted >= 4, "every gateway run is counted once, in a row"
+    assert len(gateway) <= 2, "gateway runs are summed per period (two only across midnight UTC)"
+    assert sum(run["created"] for run in gateway) == 4
+
+    stats = _report(await _invoke(sandbox, guild_id, admin, ["stats"], count=2))
+    latest = max(gateway, key=lambda run: run["id"])
+    expected = f"{latest['runs']:,} gateway runs since" if latest["runs"] > 1 else "(gateway)"
+    users_line = next(line for line in stats["Last runs"].splitlines() if line.startswith("**users**"))
+    assert "success" in users_line
+    assert expected in users_line

@@ -533,6 +533,120 @@ async def test_sync_runs_are_recorded(store_factory: StoreFactory, clock: Clock)
         await store.start_run(GUILD, "full", "cron", None)
 
 
+async def test_gateway_runs_are_summed_into_one_row_per_kind_outcome_and_period(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    store = await store_factory()
+    hour = 3600.0
+    start = clock.now  # 12:00, a period boundary
+    ids = []
+    for created in (1, 2, 3):
+        began = clock.advance(minutes=5)
+        clock.advance(seconds=1)
+        ids.append(
+            await store.record_gateway_run(
+                GUILD, kind="users", outcome="success", started_at=began, period_seconds=hour, created=created
+            )
+        )
+    failed = await store.record_gateway_run(
+        GUILD,
+        kind="users",
+        outcome="failed",
+        started_at=clock.now,
+        period_seconds=hour,
+        errors=1,
+        error_sample="OperationalError: database is locked",
+    )
+    roles = await store.record_gateway_run(
+        GUILD, kind="roles", outcome="success", started_at=clock.now, period_seconds=hour
+    )
+    command = await store.start_run(GUILD, "users", "command", 42)
+    await store.finish_run(command, outcome="success", updated=7)
+    clock.advance(minutes=30)  # 12:46
+    last_of_hour = await store.record_gateway_run(
+        GUILD, kind="users", outcome="success", started_at=clock.now, period_seconds=hour, left=1
+    )
+    clock.advance(minutes=20)  # 13:06: the next period
+    next_hour = await store.record_gateway_run(
+        GUILD, kind="users", outcome="success", started_at=clock.now, period_seconds=hour, updated=4
+    )
+
+    assert len(set(ids)) == 1
+    assert last_of_hour == ids[0]
+    assert len({ids[0], failed, roles, command, next_hour}) == 5
+    assert await store.count_runs(guild_id=GUILD) == 5
+    rows = {
+        row[0]: row[1:]
+        for row in await query(
+            store,
+            'SELECT id, runs, created, updated, "left", errors, trigger FROM sync_runs WHERE guild_id = :g',
+            g=GUILD,
+        )
+    }
+    assert rows[ids[0]] == (4, 6, 0, 1, 0, "gateway")
+    assert rows[failed] == (1, 0, 0, 0, 1, "gateway")
+    assert rows[command] == (1, 0, 7, 0, 0, "command")
+    latest = await store.last_runs(GUILD)
+    assert latest["users"].id == next_hour
+    assert (latest["users"].runs, latest["users"].updated) == (1, 4)
+    assert latest["users"].period_start == start + datetime.timedelta(hours=1)
+    assert latest["roles"].id == roles
+    assert latest["users"].trigger == "gateway"
+    # A summed row that ended after a command's run is the latest, though the command's row is newer.
+    clock.advance(hours=1)
+    only_hour = await store_factory()
+    first = await only_hour.record_gateway_run(
+        GUILD, kind="users", outcome="success", started_at=clock.now, period_seconds=hour
+    )
+    await only_hour.finish_run(await only_hour.start_run(GUILD, "users", "command", 1), outcome="success")
+    clock.advance(minutes=1)
+    again = await only_hour.record_gateway_run(
+        GUILD, kind="users", outcome="success", started_at=clock.now, period_seconds=hour
+    )
+    assert again == first
+    shown = (await only_hour.last_runs(GUILD))["users"]
+    assert (shown.id, shown.runs, shown.finished_at) == (first, 2, clock.now)
+
+
+async def test_retention_prunes_old_runs_and_slots_but_keeps_the_latest_of_each_kind_and_every_member(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    store = await store_factory()
+    other_guild = GUILD + 1
+    await sync(store, guild(member(1, roles=(1001,)), member(2)))
+    await store.add_activity(
+        [ActivityDelta(guild_id=GUILD, user_id=1, day=clock.now.date(), messages=3, last_seen_at=clock.now)]
+    )
+    old_full = await store.start_run(GUILD, "full", "startup", None)
+    await store.finish_run(old_full, outcome="success")
+    old_drift = await store.start_run(GUILD, "drift_check", "schedule", None)
+    await store.finish_run(old_drift, outcome="success")
+    only_other = await store.start_run(other_guild, "full", "startup", None)
+    await store.finish_run(only_other, outcome="success")
+    await store.claim_slot("drift_check", "old", "host")
+    clock.advance(days=10)
+    newer_full = await store.start_run(GUILD, "full", "command", 5)
+    await store.finish_run(newer_full, outcome="success")
+    await store.claim_slot("drift_check", "new", "host")
+    clock.advance(days=1)
+
+    deleted = await store.prune_bookkeeping(
+        runs_before=clock.now - datetime.timedelta(days=5), slots_before=clock.now - datetime.timedelta(days=5)
+    )
+
+    assert deleted == {"sync_runs": 1, "scheduler_slots": 1}
+    remaining = {row[0] for row in await query(store, "SELECT id FROM sync_runs")}
+    assert remaining == {old_drift, only_other, newer_full}, "the latest run of each kind per guild stays"
+    assert {row[0] for row in await query(store, "SELECT slot FROM scheduler_slots")} == {"new"}
+    assert set((await store.load_snapshot(GUILD, Scope.everything())).members) == {1, 2}
+    assert await query(store, "SELECT user_id, role_id FROM member_roles") == [(1, 1001)]
+    assert await query(store, "SELECT messages FROM message_activity") == [(3,)]
+    again = await store.prune_bookkeeping(
+        runs_before=clock.now - datetime.timedelta(days=5), slots_before=clock.now - datetime.timedelta(days=5)
+    )
+    assert again == {"sync_runs": 0, "scheduler_slots": 0}
+
+
 async def test_a_slot_is_claimed_once_across_processes(
     database_url_factory: Callable[[], Awaitable[str]], store_factory: StoreFactory
 ) -> None:

@@ -215,6 +215,7 @@ async def running_app(
             jobs = scheduled_jobs(
                 settings.schedule,
                 settings.sync,
+                retention=settings.retention,
                 desired=reader,
                 guild_lock=reconciler.guild_lock,
                 store=used,

@@ -12,6 +12,7 @@ __all__ = [
     "DatabaseSettings",
     "DiscordSettings",
     "ObservabilitySettings",
+    "RetentionSettings",
     "ScheduleSettings",
     "Settings",
     "SyncSettings",
@@ -164,6 +165,16 @@ class ScheduleSettings(_Section):
         return self
 
 
+class RetentionSettings(_Section):
+    """How long the nightly cleanup keeps bookkeeping rows (days; fractions allowed).
+
+    Bookkeeping only: member, user, role, link and activity rows are never pruned by age here.
+    """
+
+    sync_runs_days: float = pydantic.Field(default=90.0, gt=0)
+    scheduler_slots_days: float = pydantic.Field(default=14.0, gt=0)
+
+
 class ObservabilitySettings(_Section):
     metrics_address: str = "127.0.0.1:9108"
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -207,6 +218,7 @@ class Settings(pydantic_settings.BaseSettings):
     sync: SyncSettings = pydantic.Field(default_factory=SyncSettings)
     schedule: ScheduleSettings = pydantic.Field(default_factory=ScheduleSettings)
     observability: ObservabilitySettings = pydantic.Field(default_factory=ObservabilitySettings)
+    retention: RetentionSettings = pydantic.Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -55,7 +55,7 @@ if typing.TYPE_CHECKING:
 
     from apscheduler.triggers.base import BaseTrigger
 
-    from reconciler.config import ScheduleSettings, SyncSettings
+    from reconciler.config import RetentionSettings, ScheduleSettings, SyncSettings
     from reconciler.engine.planning import DesiredState
     from reconciler.engine.queue import SyncQueue
     from reconciler.engine.runs import RunReport
@@ -160,6 +160,8 @@ class JobReport:
     scheduled_for: datetime.datetime | None
     """The fire's scheduled time; None for an on-demand run (no slot is claimed)."""
     duration: float
+    after: str = ""
+    """What the job's once-per-fire step did (the cleanup's retention: rows pruned per table)."""
 
     def guild(self, guild_id: int) -> GuildRun | None:
         return next((run for run in self.guilds if run.guild_id == guild_id), None)
@@ -179,6 +181,8 @@ class JobSpec:
     """Random delay (seconds, at most) added to each fire; must stay below the interval."""
     concurrency: int = 1
     """Guilds worked on at once."""
+    after: Callable[[], Awaitable[str]] | None = None
+    """Work done once per fire, after the guilds' (not per guild): returns a short summary."""
 
 
 def _outcome_of(runs: Sequence[GuildRun]) -> JobOutcome:
@@ -329,6 +333,19 @@ class Scheduler:
 
         runs = tuple(await asyncio.gather(*(one(guild_id) for guild_id in guilds)))
         outcome = _outcome_of(runs)
+        after = ""
+        if spec.after is not None and not (self._stopping and scheduled_for is not None):
+            try:
+                after = await spec.after()
+            except Exception as exc:
+                self._metrics.errors.labels(stage="scheduler").inc()
+                _LOGGER.warning(
+                    "scheduled job step failed",
+                    exc_info=True,
+                    extra={"job": spec.name, "error": f"{type(exc).__name__}: {exc}"[:300]},
+                )
+                outcome = JobOutcome.FAILED
+                after = f"failed: {type(exc).__name__}"
         duration = time.monotonic() - started
         self._metrics.job_runs.labels(job_name=spec.name, outcome=outcome.value).inc()
         self._metrics.job_last_run.labels(job_name=spec.name).set(time.time())
@@ -343,9 +360,12 @@ class Scheduler:
                 "done": sum(1 for run in runs if run.outcome is GuildOutcome.DONE),
                 "claimed_elsewhere": sum(1 for run in runs if run.outcome is GuildOutcome.CLAIMED_ELSEWHERE),
                 "duration_s": round(duration, 3),
+                **({"after": after} if after else {}),
             },
         )
-        return JobReport(job=spec.name, outcome=outcome, guilds=runs, scheduled_for=scheduled_for, duration=duration)
+        return JobReport(
+            job=spec.name, outcome=outcome, guilds=runs, scheduled_for=scheduled_for, duration=duration, after=after
+        )
 
     async def _run_guild(self, spec: JobSpec, guild_id: int, scheduled_for: datetime.datetime | None) -> GuildRun:
         if self._stopping and scheduled_for is not None:
@@ -550,10 +570,38 @@ class _Cleanup:
         return f"{report.inactive} inactive, {report.links_pruned} links pruned, {report.counts.left} left"
 
 
+@attrs.define(kw_only=True)
+class _Retention:
+    """The nightly cleanup's bookkeeping step: old `sync_runs` and `scheduler_slots` rows go.
+
+    The latest run of each kind per guild always stays; member, user, role, link and activity rows are
+    never touched here.
+    """
+
+    store: Store
+    settings: RetentionSettings
+    metrics: Metrics
+    clock: Callable[[], datetime.datetime]
+
+    async def __call__(self) -> str:
+        now = self.clock()
+        deleted = await self.store.prune_bookkeeping(
+            runs_before=now - datetime.timedelta(days=self.settings.sync_runs_days),
+            slots_before=now - datetime.timedelta(days=self.settings.scheduler_slots_days),
+        )
+        for table, rows in deleted.items():
+            self.metrics.retention_deleted.labels(table=table).inc(rows)
+        _LOGGER.info(
+            "retention pruned bookkeeping", extra={f"{table}_deleted": rows for table, rows in deleted.items()}
+        )
+        return ", ".join(f"{rows} {table} rows pruned" for table, rows in deleted.items())
+
+
 def scheduled_jobs(
     settings: ScheduleSettings,
     sync: SyncSettings,
     *,
+    retention: RetentionSettings,
     desired: DesiredState,
     guild_lock: Callable[[int], contextlib.AbstractAsyncContextManager[typing.Any]],
     store: Store,
@@ -562,7 +610,7 @@ def scheduled_jobs(
     metrics: Metrics,
     clock: Callable[[], datetime.datetime] = _real_now,
 ) -> list[JobSpec]:
-    """The drift check, the relist and the cleanup, on the triggers the settings give them."""
+    """The drift check, the relist and the cleanup (with retention), on the triggers the settings give them."""
     interval = IntervalTrigger(
         seconds=settings.drift_check_seconds,  # pyright: ignore[reportArgumentType]  # a float works (timedelta)
         start_date=_INTERVAL_ORIGIN,
@@ -595,5 +643,6 @@ def scheduled_jobs(
             trigger=crontab_trigger(settings.cleanup_cron, settings.timezone),
             concurrency=_CLEANUP_CONCURRENCY,
             work=_Cleanup(queue=queue, days=sync.inactive_days),
+            after=_Retention(store=store, settings=retention, metrics=metrics, clock=clock),
         ),
     ]

@@ -82,6 +82,10 @@ def test_token_is_secret_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[discord]\nintents = ['GUILDS']\n", "discord.intents: GUILD_MEMBERS is required"),
         ("[observability]\nmetrics_address = 'nowhere'\n", "observability.metrics_address: must be HOST:PORT"),
         ("[unknown]\nx = 1\n", "unknown: unknown key"),
+        ("[retention]\nsync_runs_days = 0\n", "retention.sync_runs_days: Input should be greater than 0"),
+        ("[retention]\nscheduler_slots_days = 'forever'\n", "retention.scheduler_slots_days"),
+        ("[retention]\nsync_run_days = 30\n", "retention.sync_run_days: unknown key"),
+        ("[sync]\ngateway_runs_interval_seconds = -5\n", "sync.gateway_runs_interval_seconds"),
         ("[sync\n", "not valid TOML"),
     ],
 )
@@ -114,3 +118,10 @@ def test_readme_documents_every_setting() -> None:
     for section, fields in _defaults(Settings).items():
         for key in fields:
             assert f"`{section}.{key}`" in readme, f"{section}.{key} missing from the README's settings table"
+
+
+def test_retention_takes_fractions_of_a_day(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "minutes.toml"
+    path.write_text("[retention]\nsync_runs_days = 0.0035\nscheduler_slots_days = 0.5\n")
+    retention = load_settings(path).retention
+    assert (retention.sync_runs_days, retention.scheduler_slots_days) == (0.0035, 0.5)

@@ -11,6 +11,7 @@ __all__ = [
     "CHANGE_KINDS",
     "DRIFT_KINDS",
     "ERROR_STAGES",
+    "RETENTION_TABLES",
     "RUN_KINDS",
     "RUN_OUTCOMES",
     "SCHEDULER_JOBS",
@@ -42,6 +43,8 @@ CHANGE_KINDS: typing.Final = (
 )
 # The scheduler's jobs (the `job_name` label); the alert rules name them, so a new job belongs here too.
 SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup")
+# Tables the nightly retention prunes (the `table` label of reconciler_retention_deleted_rows_total).
+RETENTION_TABLES: typing.Final = ("sync_runs", "scheduler_slots")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
 
 # Labels a child's samples carry beyond the metric's own labels (a histogram's bucket bound).
@@ -183,11 +186,21 @@ class Metrics:
             registry=r,
         )
 
+        # Retention.
+        self.retention_deleted = prometheus_client.Counter(
+            "reconciler_retention_deleted_rows",
+            "Bookkeeping rows deleted by the nightly retention, by table.",
+            ["table"],
+            registry=r,
+        )
+
         # Series that exist from the start, so a rate or an alert over them has data before the first error.
         for stage in ERROR_STAGES:
             self.errors.labels(stage=stage)
         for job in SCHEDULER_JOBS:
             self.job_missed.labels(job_name=job)
+        for table in RETENTION_TABLES:
+            self.retention_deleted.labels(table=table)
 
     def remove_guild(self, guild_id: int) -> int:
         """Drop every series labelled with the guild, across every metric: the bot left it, and a year of

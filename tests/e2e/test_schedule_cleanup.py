@@ -97,3 +97,79 @@ async def test_cleanup_marks_the_right_members_inactive(
         guild_run = report.guild(guild_id)
         assert guild_run is not None
         assert guild_run.detail.startswith("3 inactive")
+
+
+class _MovableClock:
+    def __init__(self) -> None:
+        self.now = datetime.datetime.now(datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+def _latest_of_each_kind(runs: list[dict[str, typing.Any]]) -> set[int]:
+    latest: dict[str, dict[str, typing.Any]] = {}
+    for run in runs:
+        when = (run["finished_at"] or run["started_at"], run["id"])
+        kept = latest.get(run["kind"])
+        if kept is None or when > (kept["finished_at"] or kept["started_at"], kept["id"]):
+            latest[run["kind"]] = run
+    return {run["id"] for run in latest.values()}
+
+
+@pytest.mark.asyncio
+async def test_nightly_cleanup_prunes_old_bookkeeping_keeps_the_latest_runs_and_every_member(
+    sandbox: DiscordSandbox, db_view_factory, tmp_path: pathlib.Path
+) -> None:
+    guild_id = sandbox.create_guild(members=80, roles=3, seed=43)
+    clock = _MovableClock()
+    settings = app_settings(
+        sandbox,
+        f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}",
+        schedule={"enabled": True},
+        # Ten minutes of runs and an hour of slots: fractions of a day, as an operator may write them.
+        retention={"sync_runs_days": 10 / 1440, "scheduler_slots_days": 1 / 24},
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        app = await stack.enter_async_context(running_app(settings, clock=clock))
+        assert await app.wait_ready(30)
+        assert await app.wait_idle(30)
+        assert app.scheduler is not None
+        view = db_view_factory(settings.database.url)
+        channel = next(iter(sandbox.channels(guild_id)))
+        poster = next(uid for uid, m in sandbox.members(guild_id).items() if not m.bot)
+        await sandbox.post_message(channel, poster, "hello")
+        await eventually(lambda: view.activity(guild_id), lambda counts: poster in counts, within=5)
+        joiner = await sandbox.add_member(guild_id, username="joiner")
+        await eventually(lambda: view.members(guild_id), lambda m: joiner in m, within=5)
+        first = await app.scheduler.run_now("cleanup")
+        assert first.after == "0 sync_runs rows pruned, 0 scheduler_slots rows pruned"
+        await app.store.claim_slot("drift_check", "an old fire", "another-host")
+        clock.now += datetime.timedelta(minutes=30)
+        await app.store.claim_slot("drift_check", "a recent fire", "another-host")
+        await app.scheduler.run_now("drift_check")
+        members_before = await view.members(guild_id)
+        activity_before = await view.activity(guild_id)
+        links_before = await view.links(guild_id)
+        clock.now += datetime.timedelta(minutes=40)
+        runs_before = await view.runs(guild_id)
+
+        report = await app.scheduler.run_now("cleanup")
+
+        assert report.outcome is JobOutcome.SUCCESS, report
+        runs_after = await view.runs(guild_id)
+        before_ids = {run["id"] for run in runs_before}
+        this_run = [run for run in runs_after if run["id"] not in before_ids]
+        expected = _latest_of_each_kind([*runs_before, *this_run])
+        assert {run["id"] for run in runs_after} == expected, "only the latest run of each kind survives"
+        pruned = len(before_ids - expected)
+        assert pruned >= 2, runs_before
+        assert report.after == f"{pruned} sync_runs rows pruned, 1 scheduler_slots rows pruned"
+        slots = await view.rows("SELECT slot FROM scheduler_slots")
+        assert {row["slot"] for row in slots} == {"a recent fire"}
+        scrape = app.metrics.registry.get_sample_value
+        assert scrape("reconciler_retention_deleted_rows_total", {"table": "sync_runs"}) == pruned
+        assert scrape("reconciler_retention_deleted_rows_total", {"table": "scheduler_slots"}) == 1
+        assert await view.members(guild_id) == members_before
+        assert await view.activity(guild_id) == activity_before
+        assert await view.links(guild_id) == links_before

@@ -116,7 +116,7 @@ class ReplicaView:
 
     async def runs(self, guild_id: int) -> list[RunCount]:
         rows = await self._rows(
-            'SELECT kind, "trigger", outcome, COUNT(*), COALESCE(SUM(errors), 0) FROM sync_runs'
+            'SELECT kind, "trigger", outcome, SUM(runs), COALESCE(SUM(errors), 0) FROM sync_runs'
             ' WHERE guild_id = :g GROUP BY kind, "trigger", outcome ORDER BY kind, "trigger", outcome',
             g=guild_id,
         )

@@ -97,11 +97,19 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def is_row_error(exc: BaseException) -> bool:
-    """True when `exc` is about the values of the rows written, not about the database."""
-    chain = list(_causes(exc))
-    if any(isinstance(cause, _FATAL_ERRORS) for cause in chain):
-        return False
-    return any(isinstance(cause, _ROW_ERRORS) for cause in chain)
+    """True when `exc` is about the values of the rows written, not about the database or the code.
+
+    The outermost error that says what happened decides (SQLAlchemy's wrappers are looked through): a
+    `TypeError` raised while handling a constraint violation is a bug, not bad data.
+    """
+    for cause in _causes(exc):
+        if isinstance(cause, _FATAL_ERRORS):
+            return False
+        if isinstance(cause, _ROW_ERRORS):
+            return True
+        if not isinstance(cause, sqlalchemy.exc.StatementError):
+            return False
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""The queue holds one entry per guild, folded as requests arrive: it grows with the users waiting, not the events.
+"""The queue holds one entry per guild, folded as requests arrive: it grows with the users waiting, not the events;
+a guild the bot left leaves nothing behind in the process.
 
 Discord's side is a `MemoryGuild`; the database is real (SQLite and PostgreSQL).
 """
@@ -16,6 +17,7 @@ from waiting import eventually
 
 from reconciler.config import SyncSettings
 from reconciler.domain import MemberState, Scope
+from reconciler.engine.guilds import GuildRecords
 from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.runs import SyncRequest, Trigger
@@ -88,3 +90,39 @@ async def test_a_burst_for_a_guild_not_ready_waits_as_one_scope_of_its_users_and
 
 async def _idle(queue: SyncQueue) -> bool:
     return not queue.is_pending(GUILD) and queue.running(GUILD) is None
+
+
+async def test_a_guild_left_loses_its_pending_work_lock_memo_and_series_and_keeps_its_rows(store: SqlStore) -> None:
+    everyone = {uid: MemberState(user_id=uid, username=f"user{uid}", joined_at=JOINED) for uid in range(1, 301)}
+    other = GUILD + 1
+    guild = MemoryGuild(everyone)
+    ready = {GUILD: True, other: True}
+    metrics = Metrics()
+    reconciler = Reconciler(store=store, desired=guild, metrics=metrics, settings=SyncSettings())
+    queue = SyncQueue(reconciler, is_ready=ready.__getitem__, metrics=metrics, settings=SyncSettings())
+    records = GuildRecords(store=store, queue=queue, metrics=metrics)
+    queue.start()
+    try:
+        for guild_id in (GUILD, other):
+            await records.arrived(guild_id, name=f"guild {guild_id}", member_count=300)
+            await queue.submit(SyncRequest(guild_id=guild_id, scope=Scope.everything(), trigger=Trigger.STARTUP))
+        assert reconciler.holds(GUILD)
+        ready[GUILD] = False  # its member list reloads: a request waits
+        queue.enqueue(SyncRequest(guild_id=GUILD, scope=Scope.of_users((1,)), trigger=Trigger.GATEWAY))
+        assert queue.is_pending(GUILD)
+        scrape = metrics.exposition().decode()
+        assert f'guild="{GUILD}"' in scrape
+
+        await records.removed(GUILD)
+    finally:
+        await queue.stop(timeout=5)
+
+    assert not queue.is_pending(GUILD)
+    assert not reconciler.holds(GUILD)
+    scrape = metrics.exposition().decode()
+    assert f'guild="{GUILD}"' not in scrape
+    assert f'guild="{other}"' in scrape, "only the guild left loses its series"
+    assert reconciler.holds(other)
+    assert len((await store.load_snapshot(GUILD, Scope.everything())).members) == 300
+    removed = {g.id: g.removed_at for g in await store.guilds()}
+    assert removed[GUILD] is not None

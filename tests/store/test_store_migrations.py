@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import pathlib
 import shutil
 import sqlite3
@@ -71,6 +72,31 @@ async def test_upgrade_from_empty_builds_every_table_and_view(
     assert await current_revision(url) == head_revision()
     assert tables == {*metadata.tables, "alembic_version"}
     assert views == set(VIEW_NAMES)
+
+
+@pytest.mark.asyncio
+async def test_0002_keeps_every_run_as_a_run_of_its_own(database_url_factory: Callable[[], Awaitable[str]]) -> None:
+    url = await database_url_factory()
+    await upgrade_database(url, revision="0001")
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    'INSERT INTO sync_runs (guild_id, kind, "trigger", started_at, finished_at, outcome, created)'
+                    " VALUES (7, 'users', 'gateway', :t, :t, 'success', 3), (7, 'full', 'command', :t, NULL, NULL, 0)"
+                ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True))),
+                {"t": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)},
+            )
+        await upgrade_database(url, revision="0002")
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.text("SELECT kind, created, runs, period_start FROM sync_runs ORDER BY id"))
+            ).all()
+    finally:
+        await engine.dispose()
+
+    assert [tuple(row) for row in rows] == [("users", 3, 1, None), ("full", 0, 1, None)]
 
 
 @pytest.mark.asyncio

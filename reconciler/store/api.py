@@ -140,8 +140,10 @@ class Store(typing.Protocol):
 
         A crash loses no committed batch and re-applying converges (every write is an upsert or a
         guarded update). A batch that fails is retried member by member: the members the database
-        rejects are counted and sampled, never abort the run. Errors that are not about a row
-        (connection lost, database locked beyond the timeout) propagate.
+        rejects (a constraint, a value out of range, text it refuses) are counted and sampled, never
+        abort the run. Every other error propagates and no member is retried one by one: the database
+        (connection lost, locked beyond the timeout) or the code (a wrong number of bindings, a
+        `TypeError`, a driver's programming or interface error).
         """
         ...
 

@@ -126,3 +126,33 @@ async def test_a_guild_left_loses_its_pending_work_lock_memo_and_series_and_keep
     assert len((await store.load_snapshot(GUILD, Scope.everything())).members) == 300
     removed = {g.id: g.removed_at for g in await store.guilds()}
     assert removed[GUILD] is not None
+
+
+async def test_a_guild_left_while_its_run_is_in_flight_is_forgotten_when_the_run_ends(store: SqlStore) -> None:
+    everyone = {uid: MemberState(user_id=uid, username=f"user{uid}", joined_at=JOINED) for uid in range(1, 201)}
+    guild = MemoryGuild(everyone)
+    metrics = Metrics()
+    reconciler = Reconciler(store=store, desired=guild, metrics=metrics, settings=SyncSettings())
+    queue = SyncQueue(reconciler, is_ready=lambda _guild: True, metrics=metrics, settings=SyncSettings())
+    records = GuildRecords(store=store, queue=queue, metrics=metrics)
+    left: list[bool] = []
+
+    def leave_once(_scope: Scope) -> None:
+        # GUILD_DELETE arrives while the run reads the cache (what GuildRecords.removed does, minus the row).
+        if not left:
+            left.append(True)
+            queue.drop_guild(GUILD)
+            metrics.remove_guild(GUILD)
+            assert reconciler.holds(GUILD), "the run in flight keeps its lock until it ends"
+
+    guild.on_snapshot = leave_once
+    queue.start()
+    try:
+        await records.arrived(GUILD, name="leaving", member_count=200)
+        await queue.submit(SyncRequest(guild_id=GUILD, scope=Scope.everything(), trigger=Trigger.STARTUP))
+    finally:
+        await queue.stop(timeout=5)
+
+    assert left == [True]
+    assert not reconciler.holds(GUILD)
+    assert f'guild="{GUILD}"' not in metrics.exposition().decode(), "the run's own series went with the guild"

@@ -77,6 +77,8 @@ class Reconciler:
         self._fills: dict[int, Callable[[], asyncio.Future[None]]] = {}
         """Memo fillings to start once the guild's run is over."""
         self._filling: set[asyncio.Future[None]] = set()
+        self._left_mid_run: set[int] = set()
+        """Guilds the bot left while one of their runs was in flight: forgotten again when it ends."""
 
     def guild_lock(self, guild_id: int) -> asyncio.Lock:
         """Held by every run and drift check of the guild in this process."""
@@ -101,8 +103,17 @@ class Reconciler:
         self._memos.pop(guild_id, None)
         self._fills.pop(guild_id, None)
         lock = self._locks.get(guild_id)
-        if lock is not None and not lock.locked():
+        if lock is not None and lock.locked():
+            self._left_mid_run.add(guild_id)
+        elif lock is not None:
             del self._locks[guild_id]
+
+    def _forget_if_left(self, guild_id: int) -> None:
+        """A run of a guild left meanwhile has ended: drop what it published and kept (series, memo, lock)."""
+        if guild_id in self._left_mid_run and not self.guild_lock(guild_id).locked():
+            self._left_mid_run.discard(guild_id)
+            self.forget(guild_id)
+            self._metrics.remove_guild(guild_id)
 
     def holds(self, guild_id: int) -> bool:
         """Whether anything is kept in memory for the guild (its lock, its fingerprint memo)."""
@@ -160,10 +171,12 @@ class Reconciler:
             )
             report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
             await self._finish(report, request, started_at)
+            self._forget_if_left(guild_id)
             raise
         report = attrs.evolve(report, duration=time.monotonic() - started, run_id=run_id)
         report = attrs.evolve(report, run_id=await self._finish(report, request, started_at))
         self._start_fill(guild_id)
+        self._forget_if_left(guild_id)
         return report
 
     def _start_fill(self, guild_id: int) -> None:

@@ -154,11 +154,6 @@ class PendingRequest:
         self._built: SyncRequest | None = None
         self.add(first)
 
-    @property
-    def waiting_users(self) -> int | None:
-        """Distinct users in the scope so far; None once the scope is the whole guild."""
-        return None if self._user_ids is None else len(self._user_ids)
-
     def add(self, request: SyncRequest) -> None:
         if request.guild_id != self.guild_id:
             msg = f"cannot merge requests of guilds {self.guild_id} and {request.guild_id}"

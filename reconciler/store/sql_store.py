@@ -31,6 +31,7 @@ from reconciler.domain import (
     StoredSnapshot,
     merge_activity,
 )
+from reconciler.domain.counts import GuildCounts
 from reconciler.store import tables as t
 from reconciler.store.api import ApplyResult, GuildRecord, StoreStats, SyncRun
 from reconciler.store.bulk import BatchCutter, MemberBatch, MemberRow, PreparedBatch, bulk_backend
@@ -871,6 +872,29 @@ class SqlStore:
             tracked_since=tracked_since,
             last_reconciled_at=reconciled,
         )
+
+    async def present_counts(self, guild_id: int) -> GuildCounts:
+        m, mr, r = t.members, t.member_roles, t.roles
+        present = m.c.status != MemberStatus.LEFT.value
+        members = sa.select(sa.func.count()).select_from(m).where(m.c.guild_id == guild_id, present)
+        holders = (
+            sa.select(mr.c.role_id, sa.func.count())
+            .select_from(
+                mr.join(m, sa.and_(m.c.guild_id == mr.c.guild_id, m.c.user_id == mr.c.user_id)).join(
+                    r, sa.and_(r.c.guild_id == mr.c.guild_id, r.c.role_id == mr.c.role_id)
+                )
+            )
+            .where(mr.c.guild_id == guild_id, present, r.c.deleted_at.is_(None), mr.c.role_id != guild_id)
+            .group_by(mr.c.role_id)
+        )
+        live_roles = sa.select(r.c.role_id).where(
+            r.c.guild_id == guild_id, r.c.deleted_at.is_(None), r.c.role_id != guild_id
+        )
+        async with self._engine.connect() as conn:
+            count = int((await conn.execute(members)).scalar_one())
+            held: dict[int, int] = {int(role): int(n) for role, n in (await conn.execute(holders)).tuples()}
+            role_ids = [int(role) for role in (await conn.execute(live_roles)).scalars()]
+        return GuildCounts(members=count, role_members={role: held.get(role, 0) for role in role_ids})
 
     # --- coordination --------------------------------------------------------------------------------
 

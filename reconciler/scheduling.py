@@ -1,4 +1,4 @@
-"""Scheduled jobs: the drift check, the relist and the nightly cleanup, each slot run once across processes.
+"""Scheduled jobs: the drift check, the count audit, the relist and the nightly cleanup, each slot run once.
 
 APScheduler 3 fires the jobs in this process; the database decides which process does the work. Each
 fire is named by its scheduled time (without jitter), and each guild of that fire is a slot claimed
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLEANUP",
+    "COUNT_AUDIT",
     "DRIFT_CHECK",
     "RELIST",
     "GuildOutcome",
@@ -45,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.cron import crontab_trigger
 from reconciler.domain import ChangeCounts, Scope
+from reconciler.engine.count_audit import measure_counts, publish_counts
 from reconciler.engine.drift import measure_drift
 from reconciler.engine.planning import GuildNotReadyError
 from reconciler.engine.runs import Outcome, RunKind, SyncRequest, Trigger
@@ -56,6 +58,8 @@ if typing.TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
     from reconciler.config import ScheduleSettings, SyncSettings
+    from reconciler.domain.counts import CountMismatch
+    from reconciler.engine.count_audit import DiscordCounts
     from reconciler.engine.planning import DesiredState
     from reconciler.engine.queue import SyncQueue
     from reconciler.engine.runs import RunReport
@@ -67,6 +71,7 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 DRIFT_CHECK: typing.Final = "drift_check"
 RELIST: typing.Final = "relist"
 CLEANUP: typing.Final = "cleanup"
+COUNT_AUDIT: typing.Final = "count_audit"
 
 # Interval fire times are counted from here, so every process computes the same ones.
 _INTERVAL_ORIGIN: typing.Final = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
@@ -75,6 +80,9 @@ _DRIFT_CONCURRENCY: typing.Final = 2
 _CLEANUP_CONCURRENCY: typing.Final = 4
 # Relists pace themselves per shard; this only bounds how many shards relist at once.
 _RELIST_CONCURRENCY: typing.Final = 16
+_COUNT_AUDIT_CONCURRENCY: typing.Final = 4
+# How long a count difference may be events still in flight (gateway, queue, write; p99 lag is under 1 s).
+_COUNT_AUDIT_SETTLE_SECONDS: typing.Final = 5.0
 
 # ---------------------------------------------------------------------------------------------------
 # Slots
@@ -385,7 +393,7 @@ class Scheduler:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The three jobs
+# The jobs
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -531,6 +539,83 @@ class _Relist:
 
 
 @attrs.define(kw_only=True)
+class _CountAudit:
+    """Compare Discord's own counts with the replica's; relist a guild whose counts still differ after a settle.
+
+    A difference the last relist of this process could not remove (Discord's counts are approximate, or
+    something the relist cannot see) is reported again but not relisted again until it changes: a
+    relist of a large guild is not free, and one that repairs nothing would only repeat.
+    """
+
+    discord: DiscordCounts
+    store: Store
+    relist: _Relist
+    metrics: Metrics
+    settle_seconds: float
+    unrepaired: dict[int, CountMismatch] = attrs.field(factory=dict[int, "CountMismatch"])
+
+    async def __call__(self, guild_id: int) -> str:
+        started = time.monotonic()
+        run_id = await self.store.start_run(guild_id, COUNT_AUDIT, Trigger.SCHEDULE.value, None)
+        try:
+            summary = await self._audit(guild_id)
+        except GuildNotReadyError:
+            await self._finish(run_id, guild_id, started, Outcome.SKIPPED, note="guild not ready")
+            raise
+        except BaseException as exc:
+            note = f"{type(exc).__name__}: {exc}"[:500]
+            await asyncio.shield(self._finish(run_id, guild_id, started, Outcome.FAILED, note=note))
+            raise
+        await self._finish(run_id, guild_id, started, Outcome.SUCCESS, note=summary)
+        return summary
+
+    async def _audit(self, guild_id: int) -> str:
+        found = await measure_counts(
+            guild_id, discord=self.discord, store=self.store, settle_seconds=self.settle_seconds
+        )
+        publish_counts(self.metrics, guild_id, found.mismatch)
+        if not found.mismatch.total:
+            self.unrepaired.pop(guild_id, None)
+            return found.mismatch.describe()
+        summary = found.mismatch.describe()
+        if self.unrepaired.get(guild_id) == found.mismatch:
+            _LOGGER.warning(
+                "counts differ from Discord's as after the last relist; not relisting again",
+                extra={"guild_id": guild_id, **found.mismatch.by_kind()},
+            )
+            return f"{summary}; as after the last relist, not relisted again"
+        _LOGGER.warning(
+            "counts differ from Discord's; relisting", extra={"guild_id": guild_id, **found.mismatch.by_kind()}
+        )
+        relisted = await self.relist(guild_id)
+        after = await measure_counts(
+            guild_id, discord=self.discord, store=self.store, settle_seconds=self.settle_seconds
+        )
+        publish_counts(self.metrics, guild_id, after.mismatch)
+        if after.mismatch.total:
+            self.unrepaired[guild_id] = after.mismatch
+        else:
+            self.unrepaired.pop(guild_id, None)
+        _LOGGER.log(
+            logging.WARNING if after.mismatch.total else logging.INFO,
+            "count audit relisted",
+            extra={"guild_id": guild_id, "remaining": after.mismatch.total, **after.mismatch.by_kind()},
+        )
+        return f"{summary}; relisted: {relisted}; after: {after.mismatch.describe()}"
+
+    async def _finish(self, run_id: int, guild_id: int, started: float, outcome: Outcome, *, note: str) -> None:
+        self.metrics.sync_runs.labels(
+            guild=str(guild_id), trigger=Trigger.SCHEDULE.value, kind=COUNT_AUDIT, outcome=outcome.value
+        ).inc()
+        self.metrics.sync_duration.labels(kind=COUNT_AUDIT).observe(time.monotonic() - started)
+        try:
+            await self.store.finish_run(run_id, outcome=outcome.value, error_sample=note[:500])
+        except Exception:
+            self.metrics.errors.labels(stage="store").inc()
+            _LOGGER.exception("count audit not recorded", extra={"guild_id": guild_id, "run_id": run_id})
+
+
+@attrs.define(kw_only=True)
 class _Cleanup:
     """The same run as `/sync cleanup`: departed marked left, idle members inactive, dead links pruned."""
 
@@ -560,9 +645,11 @@ def scheduled_jobs(
     queue: SyncQueue,
     relister: MemberRelister,
     metrics: Metrics,
+    discord_counts: DiscordCounts,
     clock: Callable[[], datetime.datetime] = _real_now,
+    count_settle_seconds: float = _COUNT_AUDIT_SETTLE_SECONDS,
 ) -> list[JobSpec]:
-    """The drift check, the relist and the cleanup, on the triggers the settings give them."""
+    """The drift check, the count audit, the relist and the cleanup, on the triggers the settings give them."""
     interval = IntervalTrigger(
         seconds=settings.drift_check_seconds,  # pyright: ignore[reportArgumentType]  # a float works (timedelta)
         start_date=_INTERVAL_ORIGIN,
@@ -582,6 +669,23 @@ def scheduled_jobs(
                 metrics=metrics,
                 auto_heal=settings.auto_heal,
                 clock=clock,
+            ),
+        ),
+        JobSpec(
+            name=COUNT_AUDIT,
+            trigger=IntervalTrigger(
+                seconds=settings.count_audit_seconds,  # pyright: ignore[reportArgumentType]  # a float works
+                start_date=_INTERVAL_ORIGIN,
+                timezone=datetime.UTC,
+            ),
+            jitter=settings.count_audit_jitter_seconds,
+            concurrency=_COUNT_AUDIT_CONCURRENCY,
+            work=_CountAudit(
+                discord=discord_counts,
+                store=store,
+                relist=_Relist(relister=relister, queue=queue),
+                metrics=metrics,
+                settle_seconds=count_settle_seconds,
             ),
         ),
         JobSpec(

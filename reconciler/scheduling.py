@@ -46,7 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.cron import crontab_trigger
 from reconciler.domain import ChangeCounts, Scope
-from reconciler.engine.count_audit import measure_counts, publish_counts
+from reconciler.engine.count_audit import COUNT_AUDIT_KIND, measure_counts, publish_counts
 from reconciler.engine.drift import measure_drift
 from reconciler.engine.planning import GuildNotReadyError
 from reconciler.engine.runs import Outcome, RunKind, SyncRequest, Trigger
@@ -71,7 +71,7 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 DRIFT_CHECK: typing.Final = "drift_check"
 RELIST: typing.Final = "relist"
 CLEANUP: typing.Final = "cleanup"
-COUNT_AUDIT: typing.Final = "count_audit"
+COUNT_AUDIT: typing.Final = COUNT_AUDIT_KIND
 
 # Interval fire times are counted from here, so every process computes the same ones.
 _INTERVAL_ORIGIN: typing.Final = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)

@@ -7,7 +7,7 @@ cost two REST calls whatever the guild's size, so they can be checked every few 
 
 from __future__ import annotations
 
-__all__ = ["CountAuditReport", "DiscordCounts", "measure_counts", "publish_counts"]
+__all__ = ["COUNT_AUDIT_KIND", "CountAuditReport", "DiscordCounts", "measure_counts", "publish_counts"]
 
 import asyncio
 import logging
@@ -23,6 +23,9 @@ if typing.TYPE_CHECKING:
     from reconciler.store.api import Store
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
+
+COUNT_AUDIT_KIND: typing.Final = "count_audit"
+"""`sync_runs.kind` of a count audit (and its scheduler job name)."""
 
 
 class DiscordCounts(typing.Protocol):

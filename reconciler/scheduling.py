@@ -83,6 +83,9 @@ _RELIST_CONCURRENCY: typing.Final = 16
 _COUNT_AUDIT_CONCURRENCY: typing.Final = 4
 # How long a count difference may be events still in flight (gateway, queue, write; p99 lag is under 1 s).
 _COUNT_AUDIT_SETTLE_SECONDS: typing.Final = 5.0
+# After a relist that left a count difference, the next one for that guild waits this long, doubling.
+_UNREPAIRED_BACKOFF: typing.Final = datetime.timedelta(hours=1)
+_UNREPAIRED_BACKOFF_MAX: typing.Final = datetime.timedelta(hours=24)
 
 # ---------------------------------------------------------------------------------------------------
 # Slots
@@ -538,13 +541,24 @@ class _Relist:
         )
 
 
+@attrs.define(frozen=True, kw_only=True, slots=True)
+class _Unrepaired:
+    """A difference a relist of this process left behind, and when another relist may try again."""
+
+    mismatch: CountMismatch
+    retry_at: datetime.datetime
+    backoff: datetime.timedelta
+
+
 @attrs.define(kw_only=True)
 class _CountAudit:
     """Compare Discord's own counts with the replica's; relist a guild whose counts still differ after a settle.
 
-    A difference the last relist of this process could not remove (Discord's counts are approximate, or
-    something the relist cannot see) is reported again but not relisted again until it changes: a
-    relist of a large guild is not free, and one that repairs nothing would only repeat.
+    A difference that survives the relist (Discord's member count is approximate and may lag on a busy
+    guild, or something the relist cannot see) is not relisted again while it stays the same, and a new
+    one only after a back-off (an hour, doubling up to a day, when the nightly relist runs anyway): a
+    relist of a large guild costs Discord a thousand chunks, and one that repairs nothing only repeats.
+    The gauge and the run's note report the difference every time.
     """
 
     discord: DiscordCounts
@@ -552,7 +566,8 @@ class _CountAudit:
     relist: _Relist
     metrics: Metrics
     settle_seconds: float
-    unrepaired: dict[int, CountMismatch] = attrs.field(factory=dict[int, "CountMismatch"])
+    clock: Callable[[], datetime.datetime]
+    unrepaired: dict[int, _Unrepaired] = attrs.field(factory=dict[int, _Unrepaired])
 
     async def __call__(self, guild_id: int) -> str:
         started = time.monotonic()
@@ -574,16 +589,22 @@ class _CountAudit:
             guild_id, discord=self.discord, store=self.store, settle_seconds=self.settle_seconds
         )
         publish_counts(self.metrics, guild_id, found.mismatch)
+        summary = found.mismatch.describe()
         if not found.mismatch.total:
             self.unrepaired.pop(guild_id, None)
-            return found.mismatch.describe()
-        summary = found.mismatch.describe()
-        if self.unrepaired.get(guild_id) == found.mismatch:
-            _LOGGER.warning(
-                "counts differ from Discord's as after the last relist; not relisting again",
-                extra={"guild_id": guild_id, **found.mismatch.by_kind()},
+            return summary
+        left = self.unrepaired.get(guild_id)
+        if left is not None and (left.mismatch == found.mismatch or self.clock() < left.retry_at):
+            reason = (
+                "as after the last relist"
+                if left.mismatch == found.mismatch
+                else f"a relist left a difference; next one not before {left.retry_at:%Y-%m-%d %H:%M} UTC"
             )
-            return f"{summary}; as after the last relist, not relisted again"
+            _LOGGER.warning(
+                "counts differ from Discord's; not relisting again",
+                extra={"guild_id": guild_id, "reason": reason, **found.mismatch.by_kind()},
+            )
+            return f"{summary}; {reason}, not relisted again"
         _LOGGER.warning(
             "counts differ from Discord's; relisting", extra={"guild_id": guild_id, **found.mismatch.by_kind()}
         )
@@ -593,7 +614,10 @@ class _CountAudit:
         )
         publish_counts(self.metrics, guild_id, after.mismatch)
         if after.mismatch.total:
-            self.unrepaired[guild_id] = after.mismatch
+            backoff = _UNREPAIRED_BACKOFF if left is None else min(2 * left.backoff, _UNREPAIRED_BACKOFF_MAX)
+            self.unrepaired[guild_id] = _Unrepaired(
+                mismatch=after.mismatch, retry_at=self.clock() + backoff, backoff=backoff
+            )
         else:
             self.unrepaired.pop(guild_id, None)
         _LOGGER.log(
@@ -686,6 +710,7 @@ def scheduled_jobs(
                 relist=_Relist(relister=relister, queue=queue),
                 metrics=metrics,
                 settle_seconds=count_settle_seconds,
+                clock=clock,
             ),
         ),
         JobSpec(

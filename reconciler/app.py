@@ -25,6 +25,7 @@ from reconciler.activity import ActivityBuffer
 from reconciler.discord.bot import build_bot, start_bot
 from reconciler.discord.cache_reader import CacheReader
 from reconciler.discord.commands import SyncCommands, register_sync_commands
+from reconciler.discord.counts import DiscordCountReader
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.discord.relist import Relister
@@ -73,7 +74,7 @@ class App:
     commands: SyncCommands
     metrics_server: MetricsServer | None
     scheduler: Scheduler | None = None
-    """The drift check, relist and cleanup jobs; None when `schedule.enabled` is false."""
+    """The drift check, count audit, relist and cleanup jobs; None when `schedule.enabled` is false."""
 
     def guild_ids(self) -> list[int]:
         return self.readiness.guild_ids()
@@ -222,6 +223,7 @@ async def running_app(
                 queue=queue,
                 relister=relister,
                 metrics=metrics,
+                discord_counts=DiscordCountReader(bot.rest),
                 clock=clock,
             )
             scheduler = Scheduler(

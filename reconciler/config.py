@@ -134,6 +134,8 @@ class ScheduleSettings(_Section):
     cleanup_cron: str = "0 3 * * *"
     timezone: str = "UTC"
     misfire_grace_seconds: int = pydantic.Field(default=300, ge=1)
+    count_audit_seconds: float = pydantic.Field(default=600.0, gt=0)
+    count_audit_jitter_seconds: float = pydantic.Field(default=30.0, ge=0)
 
     @pydantic.field_validator("timezone")
     @classmethod
@@ -162,6 +164,12 @@ class ScheduleSettings(_Section):
         # A fire is recognised across processes by its scheduled time; jitter past the next one would blur it.
         if self.drift_check_jitter_seconds >= self.drift_check_seconds:
             raise ValueError("drift_check_jitter_seconds must be shorter than drift_check_seconds")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _count_audit_jitter_below_interval(self) -> ScheduleSettings:
+        if self.count_audit_jitter_seconds >= self.count_audit_seconds:
+            raise ValueError("count_audit_jitter_seconds must be shorter than count_audit_seconds")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Scheduled jobs: the drift check, the relist and the nightly cleanup, each slot run once across processes.
+"""Scheduled jobs: the drift check, the count audit, the relist and the nightly cleanup, each slot run once.
 
 APScheduler 3 fires the jobs in this process; the database decides which process does the work. Each
 fire is named by its scheduled time (without jitter), and each guild of that fire is a slot claimed
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLEANUP",
+    "COUNT_AUDIT",
     "DRIFT_CHECK",
     "RELIST",
     "GuildOutcome",
@@ -45,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.cron import crontab_trigger
 from reconciler.domain import ChangeCounts, Scope
+from reconciler.engine.count_audit import COUNT_AUDIT_KIND, measure_counts, publish_counts
 from reconciler.engine.drift import measure_drift
 from reconciler.engine.planning import GuildNotReadyError
 from reconciler.engine.runs import Outcome, RunKind, SyncRequest, Trigger
@@ -56,6 +58,8 @@ if typing.TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
     from reconciler.config import RetentionSettings, ScheduleSettings, SyncSettings
+    from reconciler.domain.counts import CountMismatch
+    from reconciler.engine.count_audit import DiscordCounts
     from reconciler.engine.planning import DesiredState
     from reconciler.engine.queue import SyncQueue
     from reconciler.engine.runs import RunReport
@@ -67,6 +71,7 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 DRIFT_CHECK: typing.Final = "drift_check"
 RELIST: typing.Final = "relist"
 CLEANUP: typing.Final = "cleanup"
+COUNT_AUDIT: typing.Final = COUNT_AUDIT_KIND
 
 # Interval fire times are counted from here, so every process computes the same ones.
 _INTERVAL_ORIGIN: typing.Final = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
@@ -75,6 +80,12 @@ _DRIFT_CONCURRENCY: typing.Final = 2
 _CLEANUP_CONCURRENCY: typing.Final = 4
 # Relists pace themselves per shard; this only bounds how many shards relist at once.
 _RELIST_CONCURRENCY: typing.Final = 16
+_COUNT_AUDIT_CONCURRENCY: typing.Final = 4
+# How long a count difference may be events still in flight (gateway, queue, write; p99 lag is under 1 s).
+_COUNT_AUDIT_SETTLE_SECONDS: typing.Final = 5.0
+# After a relist that left a count difference, the next one for that guild waits this long, doubling.
+_UNREPAIRED_BACKOFF: typing.Final = datetime.timedelta(hours=1)
+_UNREPAIRED_BACKOFF_MAX: typing.Final = datetime.timedelta(hours=24)
 
 # ---------------------------------------------------------------------------------------------------
 # Slots
@@ -405,7 +416,7 @@ class Scheduler:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The three jobs
+# The jobs
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -550,6 +561,104 @@ class _Relist:
         )
 
 
+@attrs.define(frozen=True, kw_only=True, slots=True)
+class _Unrepaired:
+    """A difference a relist of this process left behind, and when another relist may try again."""
+
+    mismatch: CountMismatch
+    retry_at: datetime.datetime
+    backoff: datetime.timedelta
+
+
+@attrs.define(kw_only=True)
+class _CountAudit:
+    """Compare Discord's own counts with the replica's; relist a guild whose counts still differ after a settle.
+
+    A difference that survives the relist (Discord's member count is approximate and may lag on a busy
+    guild, or something the relist cannot see) is not relisted again while it stays the same, and a new
+    one only after a back-off (an hour, doubling up to a day, when the nightly relist runs anyway): a
+    relist of a large guild costs Discord a thousand chunks, and one that repairs nothing only repeats.
+    The gauge and the run's note report the difference every time.
+    """
+
+    discord: DiscordCounts
+    store: Store
+    relist: _Relist
+    metrics: Metrics
+    settle_seconds: float
+    clock: Callable[[], datetime.datetime]
+    unrepaired: dict[int, _Unrepaired] = attrs.field(factory=dict[int, _Unrepaired])
+
+    async def __call__(self, guild_id: int) -> str:
+        started = time.monotonic()
+        run_id = await self.store.start_run(guild_id, COUNT_AUDIT, Trigger.SCHEDULE.value, None)
+        try:
+            summary = await self._audit(guild_id)
+        except GuildNotReadyError:
+            await self._finish(run_id, guild_id, started, Outcome.SKIPPED, note="guild not ready")
+            raise
+        except BaseException as exc:
+            note = f"{type(exc).__name__}: {exc}"[:500]
+            await asyncio.shield(self._finish(run_id, guild_id, started, Outcome.FAILED, note=note))
+            raise
+        await self._finish(run_id, guild_id, started, Outcome.SUCCESS, note=summary)
+        return summary
+
+    async def _audit(self, guild_id: int) -> str:
+        found = await measure_counts(
+            guild_id, discord=self.discord, store=self.store, settle_seconds=self.settle_seconds
+        )
+        publish_counts(self.metrics, guild_id, found.mismatch)
+        summary = found.mismatch.describe()
+        if not found.mismatch.total:
+            self.unrepaired.pop(guild_id, None)
+            return summary
+        left = self.unrepaired.get(guild_id)
+        if left is not None and (left.mismatch == found.mismatch or self.clock() < left.retry_at):
+            reason = (
+                "as after the last relist"
+                if left.mismatch == found.mismatch
+                else f"a relist left a difference; next one not before {left.retry_at:%Y-%m-%d %H:%M} UTC"
+            )
+            _LOGGER.warning(
+                "counts differ from Discord's; not relisting again",
+                extra={"guild_id": guild_id, "reason": reason, **found.mismatch.by_kind()},
+            )
+            return f"{summary}; {reason}, not relisted again"
+        _LOGGER.warning(
+            "counts differ from Discord's; relisting", extra={"guild_id": guild_id, **found.mismatch.by_kind()}
+        )
+        relisted = await self.relist(guild_id)
+        after = await measure_counts(
+            guild_id, discord=self.discord, store=self.store, settle_seconds=self.settle_seconds
+        )
+        publish_counts(self.metrics, guild_id, after.mismatch)
+        if after.mismatch.total:
+            backoff = _UNREPAIRED_BACKOFF if left is None else min(2 * left.backoff, _UNREPAIRED_BACKOFF_MAX)
+            self.unrepaired[guild_id] = _Unrepaired(
+                mismatch=after.mismatch, retry_at=self.clock() + backoff, backoff=backoff
+            )
+        else:
+            self.unrepaired.pop(guild_id, None)
+        _LOGGER.log(
+            logging.WARNING if after.mismatch.total else logging.INFO,
+            "count audit relisted",
+            extra={"guild_id": guild_id, "remaining": after.mismatch.total, **after.mismatch.by_kind()},
+        )
+        return f"{summary}; relisted: {relisted}; after: {after.mismatch.describe()}"
+
+    async def _finish(self, run_id: int, guild_id: int, started: float, outcome: Outcome, *, note: str) -> None:
+        self.metrics.sync_runs.labels(
+            guild=str(guild_id), trigger=Trigger.SCHEDULE.value, kind=COUNT_AUDIT, outcome=outcome.value
+        ).inc()
+        self.metrics.sync_duration.labels(kind=COUNT_AUDIT).observe(time.monotonic() - started)
+        try:
+            await self.store.finish_run(run_id, outcome=outcome.value, error_sample=note[:500])
+        except Exception:
+            self.metrics.errors.labels(stage="store").inc()
+            _LOGGER.exception("count audit not recorded", extra={"guild_id": guild_id, "run_id": run_id})
+
+
 @attrs.define(kw_only=True)
 class _Cleanup:
     """The same run as `/sync cleanup`: departed marked left, idle members inactive, dead links pruned."""
@@ -608,9 +717,11 @@ def scheduled_jobs(
     queue: SyncQueue,
     relister: MemberRelister,
     metrics: Metrics,
+    discord_counts: DiscordCounts,
     clock: Callable[[], datetime.datetime] = _real_now,
+    count_settle_seconds: float = _COUNT_AUDIT_SETTLE_SECONDS,
 ) -> list[JobSpec]:
-    """The drift check, the relist and the cleanup (with retention), on the triggers the settings give them."""
+    """The drift check, the count audit, the relist and the cleanup (with retention), on the triggers the settings give them."""
     interval = IntervalTrigger(
         seconds=settings.drift_check_seconds,  # pyright: ignore[reportArgumentType]  # a float works (timedelta)
         start_date=_INTERVAL_ORIGIN,
@@ -629,6 +740,24 @@ def scheduled_jobs(
                 queue=queue,
                 metrics=metrics,
                 auto_heal=settings.auto_heal,
+                clock=clock,
+            ),
+        ),
+        JobSpec(
+            name=COUNT_AUDIT,
+            trigger=IntervalTrigger(
+                seconds=settings.count_audit_seconds,  # pyright: ignore[reportArgumentType]  # a float works
+                start_date=_INTERVAL_ORIGIN,
+                timezone=datetime.UTC,
+            ),
+            jitter=settings.count_audit_jitter_seconds,
+            concurrency=_COUNT_AUDIT_CONCURRENCY,
+            work=_CountAudit(
+                discord=discord_counts,
+                store=store,
+                relist=_Relist(relister=relister, queue=queue),
+                metrics=metrics,
+                settle_seconds=count_settle_seconds,
                 clock=clock,
             ),
         ),

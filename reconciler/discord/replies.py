@@ -13,6 +13,7 @@ import typing
 import attrs
 import hikari
 
+from reconciler.engine.count_audit import COUNT_AUDIT_KIND
 from reconciler.engine.runs import Outcome
 
 if typing.TYPE_CHECKING:
@@ -31,6 +32,7 @@ _COLOURS: typing.Final = {
     Outcome.SKIPPED: hikari.Color(0x95A5A6),
 }
 _ERRORS_SHOWN: typing.Final = 5
+_AUDIT_NOTE_CHARS: typing.Final = 900  # an embed field holds 1024 characters
 
 
 def progress_text(progress: RunProgress) -> str:
@@ -98,6 +100,18 @@ def _who(run: SyncRun, now: datetime.datetime) -> str:
     return f"{run.runs:,} {run.trigger} runs since {_when(run.started_at, now)}"
 
 
+def _count_audit(run: SyncRun | None, now: datetime.datetime) -> str:
+    """The last count audit: what it found (its note) and when; the drift check cannot see what it sees."""
+    if run is None:
+        return "not audited yet"
+    when = _when(run.finished_at or run.started_at, now)
+    if run.outcome is None:
+        return f"audit running (started {when})"
+    found = (run.error_sample or "")[:_AUDIT_NOTE_CHARS] or run.outcome
+    prefix = "" if run.outcome == Outcome.SUCCESS.value else f"{run.outcome}: "
+    return f"{prefix}{found} ({when})"
+
+
 def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
     stored = stats.stored
     by_status = stored.members_by_status
@@ -114,6 +128,9 @@ def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
     coverage = "n/a" if stats.coverage is None else f"{stats.coverage:.2%}"
     embed.add_field(name="Coverage", value=coverage, inline=True)
     embed.add_field(name="Drift now", value="unknown" if stats.drift is None else stats.drift.describe(), inline=False)
+    embed.add_field(
+        name="Discord's own counts", value=_count_audit(stats.last_runs.get(COUNT_AUDIT_KIND), now), inline=False
+    )
     tracked = stored.tracked_since.isoformat() if stored.tracked_since else "no messages yet"
     embed.add_field(
         name="Messages",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CHANGE_KINDS",
+    "COUNT_AUDIT_KINDS",
     "DRIFT_KINDS",
     "ERROR_STAGES",
     "RETENTION_TABLES",
@@ -25,8 +26,10 @@ import typing
 import prometheus_client
 from prometheus_client.metrics import MetricWrapperBase
 
+from reconciler.domain.counts import COUNT_MISMATCH_KINDS
+
 TRIGGERS: typing.Final = ("startup", "gateway", "command", "schedule")
-RUN_KINDS: typing.Final = ("users", "roles", "cleanup", "full", "drift_check", "relist")
+RUN_KINDS: typing.Final = ("users", "roles", "cleanup", "full", "drift_check", "relist", "count_audit")
 RUN_OUTCOMES: typing.Final = ("success", "partial", "refused", "failed", "skipped")
 DRIFT_KINDS: typing.Final = ("missing", "stale", "departed", "rejoined", "role_links", "roles")
 CHANGE_KINDS: typing.Final = (
@@ -42,7 +45,9 @@ CHANGE_KINDS: typing.Final = (
     "role_deleted",
 )
 # The scheduler's jobs (the `job_name` label); the alert rules name them, so a new job belongs here too.
-SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup")
+SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup", "count_audit")
+# What the count audit compares: member difference, roles whose holders differ, role membership difference.
+COUNT_AUDIT_KINDS: typing.Final = COUNT_MISMATCH_KINDS
 # Tables the nightly retention prunes (the `table` label of reconciler_retention_deleted_rows_total).
 RETENTION_TABLES: typing.Final = ("sync_runs", "scheduler_slots")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
@@ -79,6 +84,12 @@ class Metrics:
         self.drift = prometheus_client.Gauge(
             "reconciler_drift",
             "Differences between Discord and the database found by the last check, by kind.",
+            ["guild", "kind"],
+            registry=r,
+        )
+        self.count_audit_mismatch = prometheus_client.Gauge(
+            "reconciler_count_audit_mismatch",
+            "Difference between Discord's own counts and the database's after the last count audit, by kind.",
             ["guild", "kind"],
             registry=r,
         )

@@ -147,8 +147,11 @@ def channel_obj(channel: state.Channel, *, with_guild_id: bool = True) -> JSON:
     return payload
 
 
-def guild_obj(guild: state.Guild, *, approximate_counts: bool = False) -> JSON:
-    """Guild object as `GET /guilds/{id}` returns it."""
+def guild_obj(guild: state.Guild, *, approximate_counts: bool = False, online: int = 0) -> JSON:
+    """Guild object as `GET /guilds/{id}` returns it; `?with_counts=true` adds the approximate counts.
+
+    `online` is the presence count: the sandbox models no presences but the bot's own.
+    """
     system_channel = next(iter(guild.channels), None)
     payload: JSON = {
         "id": str(guild.id),
@@ -197,7 +200,7 @@ def guild_obj(guild: state.Guild, *, approximate_counts: bool = False) -> JSON:
     }
     if approximate_counts:
         payload["approximate_member_count"] = len(guild.members)
-        payload["approximate_presence_count"] = 0
+        payload["approximate_presence_count"] = online
     return payload
 
 

@@ -17,7 +17,7 @@ from reconciler.sandbox import errors, payloads, ratelimits, state
 from reconciler.sandbox.interactions import Upload
 
 if typing.TYPE_CHECKING:
-    from reconciler.sandbox import sandbox as sandbox_
+    from reconciler.sandbox.host import RestHost
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _snowflake(request: web.Request, name: str, kind: str) -> int:
 class RestApi:
     """Route handlers; every one of them reads or changes the sandbox's ground truth."""
 
-    def __init__(self, sandbox: sandbox_.DiscordSandbox) -> None:
+    def __init__(self, sandbox: RestHost) -> None:
         self._sb = sandbox
         limit, period = sandbox.settings.rest_rate_limit
         self._limiter = ratelimits.RestRateLimiter(limit=limit, period=period)
@@ -80,6 +80,7 @@ class RestApi:
             ("DELETE", "/webhooks/{application_id}/{token}/messages/{message_id}", self.delete_webhook_message),
             ("GET", "/guilds/{guild_id}", self.get_guild),
             ("GET", "/guilds/{guild_id}/roles", self.get_roles),
+            ("GET", "/guilds/{guild_id}/roles/member-counts", self.get_role_member_counts),
             ("GET", "/guilds/{guild_id}/channels", self.get_channels),
             ("GET", "/guilds/{guild_id}/members", self.list_members),
             ("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member),
@@ -309,11 +310,22 @@ class RestApi:
     # -- guilds --------------------------------------------------------------------------------------
 
     def _guild(self, request: web.Request) -> state.Guild:
-        return self._sb.truth.guild(_snowflake(request, "guild_id", "guild"))
+        guild_id = _snowflake(request, "guild_id", "guild")
+        if guild_id in self._sb.truth.departed_guild_ids:
+            raise errors.missing_access()  # the guild exists, the bot is no longer in it
+        return self._sb.truth.guild(guild_id)
 
     async def get_guild(self, request: web.Request) -> web.StreamResponse:
+        guild = self._guild(request)
         with_counts = request.query.get("with_counts", "false").lower() == "true"
-        return json_response(payloads.guild_obj(self._guild(request), approximate_counts=with_counts))
+        # Only the bot's presence is modelled: online while it holds a gateway session.
+        online = int(self._sb.bot_user_id in guild.members and self._sb.session_count() > 0)
+        return json_response(payloads.guild_obj(guild, approximate_counts=with_counts, online=online))
+
+    async def get_role_member_counts(self, request: web.Request) -> web.StreamResponse:
+        return json_response(
+            {str(role_id): count for role_id, count in self._guild(request).role_member_counts().items()}
+        )
 
     async def get_roles(self, request: web.Request) -> web.StreamResponse:
         return json_response([payloads.role_obj(r) for r in self._guild(request).roles.values()])

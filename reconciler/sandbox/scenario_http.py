@@ -15,8 +15,8 @@ from reconciler.sandbox import state
 from reconciler.sandbox.state import UNSET
 
 if typing.TYPE_CHECKING:
-    from reconciler.sandbox import sandbox as sandbox_
     from reconciler.sandbox import views
+    from reconciler.sandbox.host import ScenarioHost
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _role(info: views.RoleInfo) -> JSON:
     }
 
 
-def routes(sb: sandbox_.DiscordSandbox) -> list[web.RouteDef]:
+def routes(sb: ScenarioHost) -> list[web.RouteDef]:
     """Every `/_sandbox/` route bound to one sandbox. Ids are strings in replies; strings or ints in bodies."""
 
     def guild_summary(guild_id: int) -> JSON:

@@ -141,6 +141,15 @@ class Guild:
             self.sorted_ids_cache = sorted(self.members)
         return self.sorted_ids_cache
 
+    def role_member_counts(self) -> dict[int, int]:
+        """Members holding each role, @everyone left out (`GET /guilds/{id}/roles/member-counts`)."""
+        counts = dict.fromkeys((role_id for role_id in self.roles if role_id != self.id), 0)
+        for member in self.members.values():
+            for role_id in member.roles:
+                if role_id in counts:
+                    counts[role_id] += 1
+        return counts
+
     def member_ids_after(self, after: int, limit: int) -> list[int]:
         """Up to `limit` member ids greater than `after`, ascending."""
         ids = self.sorted_member_ids()
@@ -151,12 +160,14 @@ class Guild:
 class GroundTruth:
     """Every entity the sandbox holds; mutations keep member JSON caches honest."""
 
-    __slots__ = ("channel_guild", "guilds", "users")
+    __slots__ = ("channel_guild", "departed_guild_ids", "guilds", "users")
 
     def __init__(self) -> None:
         self.users: dict[int, User] = {}
         self.guilds: dict[int, Guild] = {}
         self.channel_guild: dict[int, int] = {}
+        self.departed_guild_ids: set[int] = set()
+        """Guilds that exist but the bot is no longer in: Discord answers 403 Missing Access for them."""
 
     # -- lookups -------------------------------------------------------------------------------------
 
@@ -203,6 +214,7 @@ class GroundTruth:
             msg = f"guild {guild.id} already exists"
             raise ValueError(msg)
         self.guilds[guild.id] = guild
+        self.departed_guild_ids.discard(guild.id)
         for channel_id in guild.channels:
             self.channel_guild[channel_id] = guild.id
 
@@ -210,6 +222,7 @@ class GroundTruth:
         """Forget a guild (the bot left it)."""
         guild = self.guild(guild_id)
         del self.guilds[guild_id]
+        self.departed_guild_ids.add(guild_id)
         for channel_id in guild.channels:
             self.channel_guild.pop(channel_id, None)
         return guild

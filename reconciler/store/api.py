@@ -17,6 +17,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 
     from reconciler.domain import ActivityDelta, ChangeSet, Scope, StoredFingerprints, StoredSnapshot
+    from reconciler.domain.counts import GuildCounts
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -259,6 +260,15 @@ class Store(typing.Protocol):
 
     async def stats(self, guild_id: int, *, now: datetime.datetime) -> StoreStats:
         """Members by status, message counts over today / 7 / 30 UTC days ending at `now`, and more."""
+        ...
+
+    async def present_counts(self, guild_id: int) -> GuildCounts:
+        """Present (active or inactive) members, and how many of them hold each role not deleted.
+
+        What Discord's own counts are compared with (`GET /guilds/{id}?with_counts=true` and
+        `GET /guilds/{id}/roles/member-counts`): @everyone is left out, a role nobody holds counts 0.
+        Two aggregate queries, whatever the guild's size.
+        """
         ...
 
     async def claim_slot(self, job: str, slot: str, owner: str) -> bool:

@@ -31,6 +31,7 @@ from reconciler.domain import (
     StoredSnapshot,
     merge_activity,
 )
+from reconciler.domain.counts import GuildCounts
 from reconciler.store import tables as t
 from reconciler.store.api import ApplyResult, GuildRecord, StoreStats, SyncRun
 from reconciler.store.bulk import BatchCutter, MemberBatch, MemberRow, PreparedBatch, bulk_backend
@@ -969,6 +970,29 @@ class SqlStore:
             tracked_since=tracked_since,
             last_reconciled_at=reconciled,
         )
+
+    async def present_counts(self, guild_id: int) -> GuildCounts:
+        m, mr, r = t.members, t.member_roles, t.roles
+        left = MemberStatus.LEFT.value
+        members = sa.select(sa.func.count()).select_from(m).where(m.c.guild_id == guild_id, m.c.status != left)
+        # Every link of the guild (an index-only scan of (guild_id, role_id)), less the links of members who
+        # left (few, found through (guild_id, status)): a join of every link with its member costs 5x more.
+        links = sa.select(mr.c.role_id, sa.func.count()).where(mr.c.guild_id == guild_id).group_by(mr.c.role_id)
+        left_links = (
+            sa.select(mr.c.role_id, sa.func.count())
+            .select_from(m.join(mr, sa.and_(mr.c.guild_id == m.c.guild_id, mr.c.user_id == m.c.user_id)))
+            .where(m.c.guild_id == guild_id, m.c.status == left)
+            .group_by(mr.c.role_id)
+        )
+        live_roles = sa.select(r.c.role_id).where(
+            r.c.guild_id == guild_id, r.c.deleted_at.is_(None), r.c.role_id != guild_id
+        )
+        async with self._engine.connect() as conn:
+            count = int((await conn.execute(members)).scalar_one())
+            held = collections.Counter({int(role): int(n) for role, n in (await conn.execute(links)).tuples()})
+            held.subtract({int(role): int(n) for role, n in (await conn.execute(left_links)).tuples()})
+            role_ids = [int(role) for role in (await conn.execute(live_roles)).scalars()]
+        return GuildCounts(members=count, role_members={role: held[role] for role in role_ids})
 
     # --- coordination --------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import time
 
 from reconciler.observability.metrics import (
     CHANGE_KINDS,
+    COUNT_AUDIT_KINDS,
     DRIFT_KINDS,
     RUN_KINDS,
     SCHEDULER_JOBS,
@@ -47,6 +48,8 @@ def populate(metrics: Metrics, *, now: float | None = None) -> None:
         metrics.chunking_progress.labels(guild=g).set(1.0)
         for kind in DRIFT_KINDS:
             metrics.drift.labels(guild=g, kind=kind).set(0)
+        for kind in COUNT_AUDIT_KINDS:
+            metrics.count_audit_mismatch.labels(guild=g, kind=kind).set(0)
         for trigger in TRIGGERS:
             metrics.sync_runs.labels(guild=g, trigger=trigger, kind="users", outcome="success").inc(3)
         metrics.sync_runs.labels(guild=g, trigger="schedule", kind="drift_check", outcome="success").inc(12)

@@ -98,7 +98,7 @@ async def real_bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
             joiner = await sandbox.add_member(guild_id, username="joiner", roles=role_ids[:1])
             await sandbox.update_member(guild_id, joiner, roles=role_ids[1:3])
             await sandbox.create_role(guild_id, name="Observed")
-            for job in ("drift_check", "relist", "cleanup"):
+            for job in ("drift_check", "relist", "cleanup", "count_audit"):
                 await app.scheduler.run_now(job)
             await wait_until(lambda: any(c["name"] == "sync" for c in sandbox.commands()))
             interaction = await sandbox.invoke_command(guild_id, sandbox.admin_user_id(guild_id), ["sync", "users"])

@@ -86,6 +86,11 @@ def test_bad_lines_are_refused(expression: str, reason: str) -> None:
             "[schedule]\ndrift_check_seconds = 10\ndrift_check_jitter_seconds = 10\n",
             "schedule: drift_check_jitter_seconds must be shorter than drift_check_seconds",
         ),
+        (
+            "[schedule]\ncount_audit_seconds = 20\ncount_audit_jitter_seconds = 30\n",
+            "schedule: count_audit_jitter_seconds must be shorter than count_audit_seconds",
+        ),
+        ("[schedule]\ncount_audit_seconds = 0\n", "schedule.count_audit_seconds"),
     ],
 )
 def test_a_bad_schedule_stops_start_up(tmp_path: pathlib.Path, body: str, expected: str) -> None:

@@ -221,6 +221,30 @@ async def test_prune_removes_only_links_to_deleted_roles(store_factory: StoreFac
     assert await store.prune_deleted_role_links(GUILD) == 0
 
 
+async def test_present_counts_are_what_discord_would_count(store_factory: StoreFactory, clock: Clock) -> None:
+    store = await store_factory()
+    everyone = RoleState(role_id=GUILD, name="@everyone", color=0, position=0, permissions=0, managed=False)
+    quiet = RoleState(role_id=1003, name="quiet", color=0, position=3, permissions=0, managed=False)
+    roles = (everyone, MODS, FANS, quiet)
+    await sync(
+        store,
+        guild(member(1, roles=(1001, 1002)), member(2, roles=(1002,)), member(3, roles=(1003, GUILD)), roles=roles),
+    )
+    await sync(store, guild(member(2, roles=(1002,)), member(3, roles=(1003, GUILD)), roles=roles))  # 1 left
+    clock.advance(days=40)
+    assert await store.mark_inactive(GUILD, cutoff=clock.now - datetime.timedelta(days=30)) == 2
+    fans_deleted = (everyone, MODS, quiet)
+    await sync(store, guild(member(2, roles=(1002,)), member(3, roles=(1003, GUILD)), roles=fans_deleted))
+
+    counts = await store.present_counts(GUILD)
+
+    assert counts.members == 2  # inactive members are present; the one who left is not
+    # The leaver's links are kept but not counted; no @everyone, no deleted role, a role nobody holds is 0.
+    assert dict(counts.role_members) == {1001: 0, 1003: 1}
+    assert await query(store, "SELECT COUNT(*) FROM member_roles WHERE role_id IN (1001, 1002)") == [(3,)]
+    assert (await store.present_counts(1)).members == 0
+
+
 async def test_progress_is_reported_after_each_batch(store_factory: StoreFactory) -> None:
     store = await store_factory(batch_size=4)
     seen: list[tuple[int, int]] = []

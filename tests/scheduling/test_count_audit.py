@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from memory_guild import MemoryGuild
 
-from reconciler.config import ScheduleSettings, SyncSettings
+from reconciler.config import RetentionSettings, ScheduleSettings, SyncSettings
 from reconciler.domain import MemberState, RoleState, Scope
 from reconciler.domain.counts import GuildCounts
 from reconciler.engine.queue import SyncQueue
@@ -141,6 +141,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
         relister=relister,
         metrics=metrics,
         discord_counts=discord,
+        retention=RetentionSettings(),
         clock=lambda: now[0],
         count_settle_seconds=SETTLE,
     )

@@ -114,3 +114,22 @@ def test_readme_documents_every_setting() -> None:
     for section, fields in _defaults(Settings).items():
         for key in fields:
             assert f"`{section}.{key}`" in readme, f"{section}.{key} missing from the README's settings table"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0,1", [0, 1]), (" 0 , 1 ", [0, 1]), ("[0, 1]", [0, 1]), ("1", [1]), ("", [])],
+)
+def test_list_variables_take_json_or_commas(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[int]) -> None:
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_COUNT", "2")
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_IDS", value)
+    monkeypatch.setenv("RECONCILER_DISCORD__INTENTS", "GUILDS,GUILD_MEMBERS")
+    settings = load_settings(CONFIG)
+    assert settings.discord.shard_ids == expected
+    assert settings.discord.intents == ["GUILDS", "GUILD_MEMBERS"]
+
+
+def test_named_config_in_the_environment_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(ConfigError, match=r"absent\.toml: file not found \(named by RECONCILER_CONFIG\)"):
+        load_settings()

@@ -28,6 +28,7 @@ from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.discord.relist import Relister
+from reconciler.failures import FailureKind, StartupError
 from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
@@ -139,9 +140,10 @@ async def running_app(
     metrics = metrics or Metrics()
     clock = clock or _utcnow
     async with contextlib.AsyncExitStack() as stack:
-        store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size, clock=clock)
-        stack.push_async_callback(store.close)
-        await store.upgrade()
+        async with _failing_as(FailureKind.DATABASE, "database.url: cannot open or migrate the database"):
+            store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size, clock=clock)
+            stack.push_async_callback(store.close)
+            await store.upgrade()
         used: Store = store if store_proxy is None else store_proxy(store)
 
         database_check = PeriodicCheck("database", _ping(used), interval=5.0, gauge=metrics.database_up)
@@ -180,9 +182,15 @@ async def running_app(
                 {"gateway": _gateway_check(bot), "database": database_check, "guilds": _guilds_check(readiness)}
             )
             obs = settings.observability
-            server = await stack.enter_async_context(
-                MetricsServer(metrics, probe, host=obs.metrics_host, port=obs.metrics_port)
-            )
+            async with _failing_as(
+                FailureKind.METRICS_ADDRESS,
+                f"observability.metrics_address: cannot listen on {obs.metrics_address}",
+                only=OSError,
+                fix="stop what listens there (another reconciler?) or pick another HOST:PORT",
+            ):
+                server = await stack.enter_async_context(
+                    MetricsServer(metrics, probe, host=obs.metrics_host, port=obs.metrics_port)
+                )
 
         stack.push_async_callback(_close_bot, bot)
         activity.start()
@@ -241,6 +249,20 @@ async def running_app(
             scheduler=scheduler,
         )
         _LOGGER.info("shutting down")
+
+
+@contextlib.asynccontextmanager
+async def _failing_as(
+    kind: FailureKind, what: str, *, only: type[Exception] = Exception, fix: str = ""
+) -> AsyncGenerator[None, None]:
+    """Turn a failure of one start-up step into the operator's one line; the original stays its cause."""
+    try:
+        yield
+    except StartupError:
+        raise
+    except only as exc:
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [""])[0] or type(exc).__name__
+        raise StartupError(kind, f"{what}: {reason}" + (f": {fix}" if fix else "")) from exc
 
 
 def _utcnow() -> datetime.datetime:

@@ -56,15 +56,8 @@ def test_good_config_passes(tmp_path: pathlib.Path) -> None:
         (f'[discord]\ntoken = "{GOOD_TOKEN}"\n[sync]\nprogress_every = "x"\n', "sync.progress_every"),
         (f'[discord]\ntoken = "{GOOD_TOKEN}"\n[schedule]\ncleanup_cron = "0 3 * *"\n', "schedule.cleanup_cron"),
         ('[discord]\ntoken = ""\n', "discord.token"),
-        (
-            f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "postgresql+asyncpg://postgres@127.0.0.1:1/test"\n'
-            "connect_timeout_seconds = 3\n",
-            "database.url",
-        ),
-        (
-            f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "sqlite+aiosqlite:////proc/no/such/dir/r.db"\n',
-            "database.url",
-        ),
+        ('[discord]\ntoken = "abc"\n', "discord.token"),
+        (f'[discord]\ntoken = "{GOOD_TOKEN}"\nshard_ids = "[0"\nshard_count = 2\n', "discord.shard_ids"),
     ],
 )
 def test_bad_config_is_one_line_exit_2(tmp_path: pathlib.Path, body: str, key: str) -> None:
@@ -84,3 +77,89 @@ def test_environment_override_reaches_check_config(tmp_path: pathlib.Path) -> No
     path = _config(tmp_path, "")
     result = _run(["--config", str(path), "check-config"], tmp_path, {"RECONCILER_DISCORD__TOKEN": GOOD_TOKEN})
     assert result.returncode == 0, result.stderr
+
+
+def test_good_config_passes_with_config_after_the_subcommand(tmp_path: pathlib.Path) -> None:
+    path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
+    result = _run(["check-config", "--config", str(path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"{path}: ok"
+
+
+def test_check_config_creates_nothing_and_says_what_run_would_create(tmp_path: pathlib.Path) -> None:
+    path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
+    before = sorted(tmp_path.rglob("*"))
+    result = _run(["check-config", "--config", str(path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+    assert f"run would create the folder {tmp_path / 'data'}" in result.stdout
+    assert f"run would create the database file {tmp_path / 'data' / 'r.db'}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql+asyncpg://postgres@127.0.0.1:1/test", "cannot connect"),
+        ("sqlite+aiosqlite:///{tmp}/a-file/r.db", "is not a folder"),
+        ("sqlite+aiosqlite:///{tmp}/a-file", "is not a SQLite database"),
+    ],
+    ids=["unreachable", "folder-is-a-file", "not-a-database"],
+)
+def test_unusable_database_is_one_line_exit_6(tmp_path: pathlib.Path, url: str, reason: str) -> None:
+    (tmp_path / "a-file").write_text("not a database, not a folder")
+    path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "{url.format(tmp=tmp_path)}"\n')
+    result = _run(["--config", str(path), "check-config"], tmp_path)
+    assert result.returncode == 6, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: database.url: ")
+    assert reason in lines[0]
+
+
+def test_missing_named_config_is_an_error(tmp_path: pathlib.Path) -> None:
+    env = {"RECONCILER_DISCORD__TOKEN": GOOD_TOKEN}
+    by_variable = _run(["check-config"], tmp_path, {**env, "RECONCILER_CONFIG": "absent.toml"})
+    by_option = _run(["check-config", "--config", "absent.toml"], tmp_path, env)
+    assert (by_variable.returncode, by_option.returncode) == (2, 2)
+    assert by_variable.stderr.strip() == "config error: absent.toml: file not found (named by RECONCILER_CONFIG)"
+    assert by_option.stderr.strip() == "config error: absent.toml: file not found (named by --config)"
+    assert by_variable.stdout == by_option.stdout == ""
+
+
+def test_errors_and_ok_name_the_file_actually_read(tmp_path: pathlib.Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/r.db"\n')
+    good = _run(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.splitlines()[-1] == f"{other}: ok"
+    other.write_text(other.read_text() + "[sync]\nprogress_every = 0\n")
+    bad = _run(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"config error: {other}: sync.progress_every")
+    assert "config.toml" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "RECONCILER_DISCORD__INTENTS",
+            "GUILDS",
+            "RECONCILER_DISCORD__INTENTS: discord.intents: GUILD_MEMBERS is required",
+        ),
+        ("RECONCILER_DISCORD__SHARD_IDS", "[0", "RECONCILER_DISCORD__SHARD_IDS: discord.shard_ids: not a JSON list"),
+        ("RECONCILER_DISCORD__SHARD_IDS", "0,x", "RECONCILER_DISCORD__SHARD_IDS: discord.shard_ids.1"),
+        ("RECONCILER_DISCORD", "{oops", "RECONCILER_DISCORD: not valid JSON"),
+    ],
+)
+def test_environment_errors_are_one_line_exit_2(
+    tmp_path: pathlib.Path, variable: str, value: str, expected: str
+) -> None:
+    path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
+    result = _run(
+        ["check-config", "--config", str(path)], tmp_path, {variable: value, "RECONCILER_DISCORD__SHARD_COUNT": "2"}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"config error: {expected}"), lines[0]

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import math
 import time
 import typing
 
@@ -284,8 +283,8 @@ async def _close_bot(bot: hikari.GatewayBot) -> None:
 async def _publish_heartbeats(bot: hikari.GatewayBot, metrics: Metrics) -> None:
     while True:
         for shard_id, shard in bot.shards.items():
-            latency = shard.heartbeat_latency
-            if not math.isnan(latency):  # NaN until the first ACK
-                metrics.heartbeat_latency.labels(shard=str(shard_id)).set(latency)
+            # NaN until the first ACK (up to a heartbeat interval, 41 s on Discord): published as NaN, so the
+            # series exists from start-up and says "not measured yet" rather than nothing.
+            metrics.heartbeat_latency.labels(shard=str(shard_id)).set(shard.heartbeat_latency)
             metrics.gateway_connected.labels(shard=str(shard_id)).set(1 if shard.is_alive else 0)
         await asyncio.sleep(5.0)

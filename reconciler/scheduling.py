@@ -611,8 +611,8 @@ class _Relist:
         _check(report)
         counts = report.counts
         return (
-            f"{listed.listed} listed, {listed.pruned} missed departures; "
-            f"{counts.created} created, {counts.updated} updated, {counts.left} left"
+            f"{listed.listed:,} listed, {listed.pruned:,} missed departures; "
+            f"{counts.created:,} created, {counts.updated:,} updated, {counts.left:,} left"
         )
 
 

@@ -12,6 +12,11 @@ import sys
 import pytest
 
 _SUMMARY_LINE = re.compile(r"^  (?P<label>[A-Z][A-Za-z ]+):\s+(?P<value>.+)$")
+# A count of 1,000 or more written without separators: not part of an id, a time, a path, a URL or a version.
+_BARE_THOUSANDS = re.compile(r"(?<![\d.,#:/=\w-])\d{4,7}(?![\d.,:/\w-])")
+_ONE_PLURAL = re.compile(
+    r"(?<![\d.,])\b1 (members|roles|role links|channels|nicknames|messages|chunks|role changes|nicks|msgs)\b"
+)
 
 
 def _summary(stdout: str) -> dict[str, str]:
@@ -98,3 +103,37 @@ def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path)
     assert drift_found >= 1, "the scheduled drift check never reported the tampering"
     assert relists >= 1, "the relist never ran"
     assert (tmp_path / "demo.log").exists()
+
+
+def test_the_show_is_tidy(tmp_path: pathlib.Path) -> None:
+    """No raw log line in the show, no line over 100 columns, separators in counts, "1 role" not "1 roles"."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "demo",
+            "--members",
+            "2000",
+            "--duration",
+            "15",
+            "--database",
+            f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert result.stderr == ""  # the bot's warnings go to its log file, errors only would show here
+    lines = [line for chunk in result.stdout.splitlines() for line in chunk.split("\r")]
+    assert [line for line in lines if len(line) > 100] == []
+    assert [line for line in lines if _BARE_THOUSANDS.search(line)] == []
+    assert [line for line in lines if _ONE_PLURAL.search(line)] == []
+    assert "1 role renamed" in result.stdout  # the tampering step renames one role: the case above is exercised
+    assert re.search(r"\b1 role\b(?! renamed)", result.stdout)  # ... and reports its drift as "1 role"

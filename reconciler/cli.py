@@ -11,6 +11,7 @@ __all__ = ["main"]
 import argparse
 import asyncio
 import logging
+import os
 import pathlib
 import sys
 import typing
@@ -141,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `reconciler check-config | head`: the reader left. Quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

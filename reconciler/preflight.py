@@ -13,7 +13,6 @@ import asyncio
 import os
 import pathlib
 import socket
-import sqlite3
 import typing
 
 import sqlalchemy
@@ -93,15 +92,19 @@ def _writable(path: pathlib.Path) -> bool:
     return os.access(path, os.W_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY
 
 
+_SQLITE_HEADER: typing.Final = b"SQLite format 3\x00"
+
+
 def _read_sqlite(path: pathlib.Path, shown: str) -> None:
+    # The file's header, not a connection: even a read-only connection to a WAL database leaves -wal and
+    # -shm files beside it, and check-config must leave nothing behind. An empty file is an empty database.
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        try:
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.Error as exc:
-        raise _database_failure(shown, f"{path} is not a SQLite database: {exc}") from None
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise _database_failure(shown, f"cannot read {path}: {exc.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise _database_failure(shown, f"{path} is not a SQLite database")
 
 
 async def check_database(settings: Settings, *, create: bool = True) -> list[str]:

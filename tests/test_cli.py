@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sqlite3
 import subprocess
 import sys
+import typing
 
+import attrs
 import pytest
+
+from reconciler.cli import main
 
 GOOD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.secret-part-of-the-token"
 
@@ -24,6 +29,35 @@ def _run(args: list[str], cwd: pathlib.Path, env: dict[str, str] | None = None) 
         timeout=60,
         check=False,
     )
+
+
+@attrs.frozen
+class _Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(typing.Protocol):
+    def __call__(self, args: list[str], cwd: pathlib.Path, env: dict[str, str] | None = None) -> _Ran: ...
+
+
+@pytest.fixture
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
+    """`reconciler ARGS` in this process (the subprocess tests above prove the entry point): much faster."""
+
+    def run(args: list[str], cwd: pathlib.Path, env: dict[str, str] | None = None) -> _Ran:
+        for name in [k for k in os.environ if k.startswith("RECONCILER_")]:
+            monkeypatch.delenv(name)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main(args)
+        out, err = capsys.readouterr()
+        return _Ran(code, out, err)
+
+    return run
 
 
 def _config(tmp_path: pathlib.Path, body: str) -> pathlib.Path:
@@ -79,17 +113,17 @@ def test_environment_override_reaches_check_config(tmp_path: pathlib.Path) -> No
     assert result.returncode == 0, result.stderr
 
 
-def test_good_config_passes_with_config_after_the_subcommand(tmp_path: pathlib.Path) -> None:
+def test_good_config_passes_with_config_after_the_subcommand(run_main: Runner, tmp_path: pathlib.Path) -> None:
     path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
-    result = _run(["check-config", "--config", str(path)], tmp_path)
+    result = run_main(["check-config", "--config", str(path)], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"{path}: ok"
 
 
-def test_check_config_creates_nothing_and_says_what_run_would_create(tmp_path: pathlib.Path) -> None:
+def test_check_config_creates_nothing_and_says_what_run_would_create(run_main: Runner, tmp_path: pathlib.Path) -> None:
     path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
     before = sorted(tmp_path.rglob("*"))
-    result = _run(["check-config", "--config", str(path)], tmp_path)
+    result = run_main(["check-config", "--config", str(path)], tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(tmp_path.rglob("*")) == before
     assert f"run would create the folder {tmp_path / 'data'}" in result.stdout
@@ -105,10 +139,10 @@ def test_check_config_creates_nothing_and_says_what_run_would_create(tmp_path: p
     ],
     ids=["unreachable", "folder-is-a-file", "not-a-database"],
 )
-def test_unusable_database_is_one_line_exit_6(tmp_path: pathlib.Path, url: str, reason: str) -> None:
+def test_unusable_database_is_one_line_exit_6(run_main: Runner, tmp_path: pathlib.Path, url: str, reason: str) -> None:
     (tmp_path / "a-file").write_text("not a database, not a folder")
     path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "{url.format(tmp=tmp_path)}"\n')
-    result = _run(["--config", str(path), "check-config"], tmp_path)
+    result = run_main(["--config", str(path), "check-config"], tmp_path)
     assert result.returncode == 6, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -116,24 +150,24 @@ def test_unusable_database_is_one_line_exit_6(tmp_path: pathlib.Path, url: str, 
     assert reason in lines[0]
 
 
-def test_missing_named_config_is_an_error(tmp_path: pathlib.Path) -> None:
+def test_missing_named_config_is_an_error(run_main: Runner, tmp_path: pathlib.Path) -> None:
     env = {"RECONCILER_DISCORD__TOKEN": GOOD_TOKEN}
-    by_variable = _run(["check-config"], tmp_path, {**env, "RECONCILER_CONFIG": "absent.toml"})
-    by_option = _run(["check-config", "--config", "absent.toml"], tmp_path, env)
+    by_variable = run_main(["check-config"], tmp_path, {**env, "RECONCILER_CONFIG": "absent.toml"})
+    by_option = run_main(["check-config", "--config", "absent.toml"], tmp_path, env)
     assert (by_variable.returncode, by_option.returncode) == (2, 2)
     assert by_variable.stderr.strip() == "config error: absent.toml: file not found (named by RECONCILER_CONFIG)"
     assert by_option.stderr.strip() == "config error: absent.toml: file not found (named by --config)"
     assert by_variable.stdout == by_option.stdout == ""
 
 
-def test_errors_and_ok_name_the_file_actually_read(tmp_path: pathlib.Path) -> None:
+def test_errors_and_ok_name_the_file_actually_read(run_main: Runner, tmp_path: pathlib.Path) -> None:
     other = tmp_path / "other.toml"
     other.write_text(f'[discord]\ntoken = "{GOOD_TOKEN}"\n[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/r.db"\n')
-    good = _run(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
+    good = run_main(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
     assert good.returncode == 0, good.stderr
     assert good.stdout.splitlines()[-1] == f"{other}: ok"
     other.write_text(other.read_text() + "[sync]\nprogress_every = 0\n")
-    bad = _run(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
+    bad = run_main(["check-config"], tmp_path, {"RECONCILER_CONFIG": str(other)})
     assert bad.returncode == 2
     assert bad.stderr.startswith(f"config error: {other}: sync.progress_every")
     assert "config.toml" not in bad.stderr
@@ -153,13 +187,27 @@ def test_errors_and_ok_name_the_file_actually_read(tmp_path: pathlib.Path) -> No
     ],
 )
 def test_environment_errors_are_one_line_exit_2(
-    tmp_path: pathlib.Path, variable: str, value: str, expected: str
+    run_main: Runner, tmp_path: pathlib.Path, variable: str, value: str, expected: str
 ) -> None:
     path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
-    result = _run(
+    result = run_main(
         ["check-config", "--config", str(path)], tmp_path, {variable: value, "RECONCILER_DISCORD__SHARD_COUNT": "2"}
     )
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"config error: {expected}"), lines[0]
+
+
+def test_check_config_leaves_an_existing_wal_database_untouched(run_main: Runner, tmp_path: pathlib.Path) -> None:
+    path = _config(tmp_path, f'[discord]\ntoken = "{GOOD_TOKEN}"\n')
+    (tmp_path / "data").mkdir()
+    with sqlite3.connect(tmp_path / "data" / "r.db") as connection:
+        connection.execute("PRAGMA journal_mode=wal")
+        connection.execute("CREATE TABLE t (x)")
+    connection.close()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = run_main(["check-config", "--config", str(path)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert "exists and is writable" in result.stdout

@@ -29,6 +29,9 @@ EXIT_CONFIG: typing.Final = int(FailureKind.CONFIG)
 
 Handler = typing.Callable[[argparse.Namespace], int]
 
+# The subcommands that read the settings file; the demo and the sandbox build their own settings.
+_READS_SETTINGS: typing.Final = ("check-config", "run", "db")
+
 _CONFIG_HELP: typing.Final = (
     "settings file (default: $RECONCILER_CONFIG or ./config.toml); RECONCILER_* variables override it"
 )
@@ -98,8 +101,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for module in _SUBCOMMAND_MODULES:
         module.add_subcommand(sub)
-    for child in sub.choices.values():
-        _add_config_option(child)
+    for name in _READS_SETTINGS:
+        _add_config_option(sub.choices[name])
     return parser
 
 

@@ -61,9 +61,14 @@ async def _stop(process: asyncio.subprocess.Process) -> int:
 
 @pytest_asyncio.fixture
 async def sandbox_process(
-    tmp_path: pathlib.Path,
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, typing.Any]]]:
-    process = await _start("sandbox", "--members", "50", cwd=tmp_path, env=_environment(), log=tmp_path / "sandbox.log")
+    """`reconciler sandbox --members 50` plus the test's `sandbox_options` mark, and its JSON line."""
+    mark = request.node.get_closest_marker("sandbox_options")
+    options = list(mark.args) if mark else []
+    process = await _start(
+        "sandbox", "--members", "50", *options, cwd=tmp_path, env=_environment(), log=tmp_path / "sandbox.log"
+    )
     try:
         assert process.stdout is not None
         async with asyncio.timeout(30):
@@ -120,3 +125,26 @@ async def test_the_bot_follows_the_sandbox_driven_through_the_scenario_api(
         code = await _stop(bot)
     assert code == 0, (tmp_path / "bot.log").read_text()[-3000:]
     assert await _stop(sandbox) == 0
+
+
+@pytest.mark.sandbox_options("--no-members-intent")
+async def test_a_sandbox_without_the_members_intent_is_refused_in_one_line(
+    sandbox_process: tuple[asyncio.subprocess.Process, dict[str, typing.Any]], tmp_path: pathlib.Path
+) -> None:
+    _, line = sandbox_process
+    env = _environment(
+        DISCORD__REST_URL=line["rest_url"],
+        DISCORD__TOKEN=line["token"],
+        DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'r.db'}",
+        OBSERVABILITY__METRICS_ADDRESS="127.0.0.1:0",
+    )
+    for args in (("check-config", "--online"), ("run",)):
+        log = tmp_path / f"{args[0]}.log"
+        process = await _start(*args, cwd=tmp_path, env=env, log=log)
+        async with asyncio.timeout(60):
+            code = await process.wait()
+        output = log.read_text()
+        assert code == 3, output
+        assert "Traceback" not in output
+        assert line["token"] not in output
+        assert output.strip().splitlines()[-1].startswith("error: discord: Server Members Intent is not enabled")

@@ -149,6 +149,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `reconciler check-config | head`: the reader left. Quietly, as other command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        # No known cause (those are StartupError): still one line, never the token, the traceback at DEBUG.
+        _LOGGER.debug("failed", exc_info=True)
+        reason = (str(exc).splitlines() or [""])[0] or "no message"
+        token = os.environ.get("RECONCILER_DISCORD__TOKEN", "")
+        if token:
+            reason = reason.replace(token, "[token]")
+        print(
+            f"error: unexpected {type(exc).__name__}: {reason} "
+            "(the traceback is logged at DEBUG: RECONCILER_OBSERVABILITY__LOG_LEVEL=DEBUG)",
+            file=sys.stderr,
+        )
+        return int(FailureKind.UNEXPECTED)
 
 
 if __name__ == "__main__":

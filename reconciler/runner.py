@@ -81,8 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(check_database(settings))
         return asyncio.run(serve_until_signalled(settings))
     except StartupError:
-        _LOGGER.debug("start-up failed", exc_info=True)
-        raise
+        raise  # the command line logs it with its cause at DEBUG and prints its line
     except Exception as exc:
         # Not a cause we know: still one line (the token never in it), the traceback in the log at DEBUG.
         _LOGGER.debug("stopped by an unexpected error", exc_info=True)

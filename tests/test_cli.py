@@ -211,3 +211,17 @@ def test_check_config_leaves_an_existing_wal_database_untouched(run_main: Runner
     assert result.returncode == 0, result.stderr
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert "exists and is writable" in result.stdout
+
+
+def test_an_unexpected_error_is_one_line_exit_1_without_the_token(
+    run_main: Runner, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(args: object) -> int:
+        raise RuntimeError(f"something odd about {GOOD_TOKEN}\nsecond line")
+
+    monkeypatch.setattr("reconciler.cli._check_config", broken)
+    result = run_main(["check-config"], tmp_path, {"RECONCILER_DISCORD__TOKEN": GOOD_TOKEN})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: unexpected RuntimeError: something odd about [token] (the traceback")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert GOOD_TOKEN not in result.stderr

@@ -16,6 +16,7 @@ import attrs
 import hikari
 
 from reconciler.discord.start_failures import PORTAL, explain_start_failure
+from reconciler.domain.wording import counted
 from reconciler.failures import FailureKind, StartupError
 
 if typing.TYPE_CHECKING:
@@ -60,7 +61,7 @@ class DiscordReport:
             f"discord: token accepted: bot {self.bot_name} (id {self.bot_id}), "
             f"application {self.application_name!r} (id {self.application_id})",
             f"discord: Server Members Intent: {intent}",
-            f"discord: gateway: {self.recommended_shards} shard(s) recommended, "
+            f"discord: gateway: {counted(self.recommended_shards, 'shard')} recommended, "
             f"{self.sessions_remaining:,} of {self.sessions_total:,} session starts left, "
             f"reset in {reset // 3600} h {reset % 3600 // 60:02d} min",
         ]

@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from reconciler.cli import main
+from reconciler.failures import FailureKind
 
 GOOD_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.secret-part-of-the-token"
 
@@ -225,3 +226,14 @@ def test_an_unexpected_error_is_one_line_exit_1_without_the_token(
     assert result.stderr.startswith("error: unexpected RuntimeError: something odd about [token] (the traceback")
     assert len(result.stderr.strip().splitlines()) == 1
     assert GOOD_TOKEN not in result.stderr
+
+
+def test_every_exit_code_is_in_the_readme_troubleshooting_table() -> None:
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.partition("## Troubleshooting")[2].partition("\n## ")[0]
+    codes = {
+        int(line.split("|")[1])
+        for line in table.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip().isdigit()
+    }
+    assert {int(kind) for kind in FailureKind} <= codes

@@ -55,7 +55,7 @@ def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
 def _check_sqlite_file(database: pathlib.Path, shown: str, *, create: bool) -> list[str]:
     """What ``run`` needs of the SQLite file: a folder it can write in, and a file it can write if present.
 
-    Without ``create`` nothing is made or opened for writing: an existing file is opened read-only, a
+    Without ``create`` nothing is made or opened for writing: an existing file has its header read, a
     missing one only has its nearest existing folder looked at.
     """
     path = database.expanduser().resolve()

@@ -142,7 +142,9 @@ async def check_database(settings: Settings, *, create: bool = True) -> list[str
         reason = (str(cause).splitlines() or [""])[0] or type(cause).__name__
         if isinstance(cause, TimeoutError):
             reason = f"no answer within {timeout:g} s (database.connect_timeout_seconds)"
-        raise _database_failure(shown, f"cannot connect: {reason}") from None
+        raise _database_failure(
+            shown, f"cannot connect: {reason}: check that the server runs and that the URL, user and database are right"
+        ) from None
     finally:
         await engine.dispose()
     return notes

@@ -257,7 +257,14 @@ def _describe(error: typing.Any, path: pathlib.Path) -> str:
     key = ".".join(str(part) for part in loc) or "(top level)"
     # The variable that set this key or the list it is in (discord.shard_ids.1 comes from ..._SHARD_IDS).
     variables = [_env_name(loc[:end]) for end in range(len(loc), 0, -1) if _env_name(loc[:end]) in os.environ]
-    source = variables[0] if variables else str(path)
+    # A check across keys (discord: shard_ids needs shard_count) names the variables of that section too.
+    inside = sorted(name for name in os.environ if loc and name.startswith(_env_name(loc) + _ENV_DELIMITER))
+    if variables:
+        source = variables[0]
+    elif inside:
+        source = " + ".join(([str(path)] if path.is_file() else []) + inside)
+    else:
+        source = str(path)
     kind = error["type"]
     if kind == "extra_forbidden":
         reason = "unknown key"

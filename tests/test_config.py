@@ -133,3 +133,13 @@ def test_named_config_in_the_environment_must_exist(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "absent.toml"))
     with pytest.raises(ConfigError, match=r"absent\.toml: file not found \(named by RECONCILER_CONFIG\)"):
         load_settings()
+
+
+def test_a_check_across_keys_set_by_variables_names_them_not_an_absent_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_IDS", "0,1")
+    with pytest.raises(ConfigError, match=r"^RECONCILER_DISCORD__SHARD_IDS: discord: shard_ids needs shard_count$"):
+        load_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import tomllib
 import typing
@@ -138,7 +139,8 @@ def test_named_config_in_the_environment_must_exist(monkeypatch: pytest.MonkeyPa
 def test_a_check_across_keys_set_by_variables_names_them_not_an_absent_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
-    monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
+    for name in [k for k in os.environ if k.startswith("RECONCILER_")]:
+        monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no config.toml here
     monkeypatch.setenv("RECONCILER_DISCORD__SHARD_IDS", "0,1")
     with pytest.raises(ConfigError, match=r"^RECONCILER_DISCORD__SHARD_IDS: discord: shard_ids needs shard_count$"):

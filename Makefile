@@ -1,5 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11+ and pip: `make demo` and `make test`.
 PYTHON ?= python3
+# Extra pytest arguments for `make test`, e.g. make test ARGS="-k commands".
+ARGS ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -18,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash .ci/install-prometheus.sh || echo "prometheus/promtool not installed: their tests will be skipped"
-	$(BIN)/pytest
+	$(BIN)/pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

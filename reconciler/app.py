@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import math
 import time
 import typing
 
@@ -33,6 +32,7 @@ from reconciler.engine.guilds import GuildRecords
 from reconciler.engine.queries import GuildQueries
 from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
+from reconciler.failures import FailureKind, StartupError
 from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
 from reconciler.observability.logging import Redactor
 from reconciler.observability.metrics import Metrics
@@ -144,9 +144,10 @@ async def running_app(
     metrics = metrics or Metrics()
     clock = clock or _utcnow
     async with contextlib.AsyncExitStack() as stack:
-        store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size, clock=clock)
-        stack.push_async_callback(store.close)
-        await store.upgrade()
+        async with _failing_as(FailureKind.DATABASE, "database.url: cannot open or migrate the database"):
+            store = await SqlStore.open(settings.database.url, batch_size=settings.database.batch_size, clock=clock)
+            stack.push_async_callback(store.close)
+            await store.upgrade()
         used: Store = store if store_proxy is None else store_proxy(store)
 
         database_check = PeriodicCheck("database", _ping(used), interval=5.0, gauge=metrics.database_up)
@@ -192,9 +193,15 @@ async def running_app(
                 {"gateway": _gateway_check(bot), "database": database_check, "guilds": _guilds_check(readiness)}
             )
             obs = settings.observability
-            server = await stack.enter_async_context(
-                MetricsServer(metrics, probe, host=obs.metrics_host, port=obs.metrics_port)
-            )
+            async with _failing_as(
+                FailureKind.METRICS_ADDRESS,
+                f"observability.metrics_address: cannot listen on {obs.metrics_address}",
+                only=OSError,
+                fix="stop what listens there (another reconciler?) or pick another HOST:PORT",
+            ):
+                server = await stack.enter_async_context(
+                    MetricsServer(metrics, probe, host=obs.metrics_host, port=obs.metrics_port)
+                )
 
         stack.push_async_callback(_close_bot, bot)
         activity.start()
@@ -257,6 +264,20 @@ async def running_app(
         _LOGGER.info("shutting down")
 
 
+@contextlib.asynccontextmanager
+async def _failing_as(
+    kind: FailureKind, what: str, *, only: type[Exception] = Exception, fix: str = ""
+) -> AsyncGenerator[None, None]:
+    """Turn a failure of one start-up step into the operator's one line; the original stays its cause."""
+    try:
+        yield
+    except StartupError:
+        raise
+    except only as exc:
+        reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [""])[0] or type(exc).__name__
+        raise StartupError(kind, f"{what}: {reason}" + (f": {fix}" if fix else "")) from exc
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -276,8 +297,8 @@ async def _close_bot(bot: hikari.GatewayBot) -> None:
 async def _publish_heartbeats(bot: hikari.GatewayBot, metrics: Metrics) -> None:
     while True:
         for shard_id, shard in bot.shards.items():
-            latency = shard.heartbeat_latency
-            if not math.isnan(latency):  # NaN until the first ACK
-                metrics.heartbeat_latency.labels(shard=str(shard_id)).set(latency)
+            # NaN until the first ACK (up to a heartbeat interval, 41 s on Discord): published as NaN, so the
+            # series exists from start-up and says "not measured yet" rather than nothing.
+            metrics.heartbeat_latency.labels(shard=str(shard_id)).set(shard.heartbeat_latency)
             metrics.gateway_connected.labels(shard=str(shard_id)).set(1 if shard.is_alive else 0)
         await asyncio.sleep(5.0)

@@ -17,13 +17,16 @@ __all__ = [
     "Settings",
     "SyncSettings",
     "load_settings",
+    "resolve_config_path",
     "settings_from",
 ]
 
 import contextvars
 import ipaddress
+import json
 import os
 import pathlib
+import re
 import tomllib
 import typing
 import zoneinfo
@@ -55,13 +58,37 @@ class _Section(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+def _split_list(value: object) -> object:
+    """A list from the environment may be JSON (``[0, 1]``) or comma-separated (``0,1``), as people write it.
+
+    TOML lists arrive as lists and pass through. Only a value that starts with ``[`` is read as JSON, so
+    a malformed JSON list is reported as such instead of being split into nonsense.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc.msg} at character {exc.pos}); or write it as a,b,c") from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+# Lists accepted from TOML, JSON or comma-separated text. NoDecode keeps pydantic-settings from JSON-decoding
+# environment values itself, which fails with a traceback-shaped SettingsError instead of naming the key.
+_IntList = typing.Annotated[list[int], pydantic_settings.NoDecode, pydantic.BeforeValidator(_split_list)]
+_StrList = typing.Annotated[list[str], pydantic_settings.NoDecode, pydantic.BeforeValidator(_split_list)]
+
+
 class DiscordSettings(_Section):
     token: pydantic.SecretStr = pydantic.SecretStr("")
     rest_url: str = ""
-    shard_ids: list[int] = pydantic.Field(default_factory=list[int])
+    rest_retries: int = pydantic.Field(default=3, ge=0, le=5)
+    shard_ids: _IntList = pydantic.Field(default_factory=list[int])
     shard_count: int = pydantic.Field(default=0, ge=0)
-    intents: list[str] = pydantic.Field(default_factory=lambda: ["GUILDS", "GUILD_MEMBERS", "GUILD_MESSAGES"])
-    command_guild_ids: list[int] = pydantic.Field(default_factory=list[int])
+    intents: _StrList = pydantic.Field(default_factory=lambda: ["GUILDS", "GUILD_MEMBERS", "GUILD_MESSAGES"])
+    command_guild_ids: _IntList = pydantic.Field(default_factory=list[int])
     admin_permission: str = "MANAGE_GUILD"
     ephemeral_reports: bool = True
 
@@ -249,7 +276,16 @@ def _env_name(loc: tuple[str | int, ...]) -> str:
 def _describe(error: typing.Any, path: pathlib.Path) -> str:
     loc: tuple[str | int, ...] = tuple(error["loc"])
     key = ".".join(str(part) for part in loc) or "(top level)"
-    source = _env_name(loc) if _env_name(loc) in os.environ else str(path)
+    # The variable that set this key or the list it is in (discord.shard_ids.1 comes from ..._SHARD_IDS).
+    variables = [_env_name(loc[:end]) for end in range(len(loc), 0, -1) if _env_name(loc[:end]) in os.environ]
+    # A check across keys (discord: shard_ids needs shard_count) names the variables of that section too.
+    inside = sorted(name for name in os.environ if loc and name.startswith(_env_name(loc) + _ENV_DELIMITER))
+    if variables:
+        source = variables[0]
+    elif inside:
+        source = " + ".join(([str(path)] if path.is_file() else []) + inside)
+    else:
+        source = str(path)
     kind = error["type"]
     if kind == "extra_forbidden":
         reason = "unknown key"
@@ -262,19 +298,37 @@ def _describe(error: typing.Any, path: pathlib.Path) -> str:
     return f"{source}: {key}: {reason}"
 
 
+def resolve_config_path(path: pathlib.Path | None = None) -> tuple[pathlib.Path, bool]:
+    """The file to read and whether it was named (``--config`` or ``RECONCILER_CONFIG``).
+
+    Only the default ``config.toml`` may be absent: a file the operator named and that is missing is a
+    typo, and running on defaults instead would hide it.
+    """
+    if path is not None:
+        return path, True
+    named = os.environ.get(f"{_ENV_PREFIX}CONFIG", "")
+    if named:
+        return pathlib.Path(named), True
+    return DEFAULT_CONFIG_PATH, False
+
+
 def load_settings(path: pathlib.Path | None = None) -> Settings:
     """Load and validate; raise :class:`ConfigError` with one line naming file, key and reason."""
-    explicit = path is not None
-    path = path or pathlib.Path(os.environ.get(f"{_ENV_PREFIX}CONFIG", DEFAULT_CONFIG_PATH))
-    if path.exists():
+    path, explicit = resolve_config_path(path)
+    if path.is_file():
         try:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+    elif path.exists():
+        raise ConfigError(f"{path}: not a file")
     elif explicit:
-        raise ConfigError(f"{path}: file not found")
+        source = "RECONCILER_CONFIG" if os.environ.get(f"{_ENV_PREFIX}CONFIG") == str(path) else "--config"
+        raise ConfigError(f"{path}: file not found (named by {source})")
     token = _config_path.set(path)
     try:
         return Settings()
@@ -283,6 +337,13 @@ def load_settings(path: pathlib.Path | None = None) -> Settings:
         more = exc.error_count() - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(_describe(first, path) + suffix) from None
+    except pydantic_settings.SettingsError as exc:
+        # What pydantic-settings cannot decode before validation: a whole section given as JSON in one
+        # variable (RECONCILER_DISCORD='{...'). Its message names the field; name the variable instead.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _env_name((field.group(1),)) if field else ""
+        shown = name if name in os.environ else str(path)
+        raise ConfigError(f"{shown}: not valid JSON for a whole section; set RECONCILER_SECTION__KEY instead") from None
     finally:
         _config_path.reset(token)
 

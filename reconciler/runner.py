@@ -12,7 +12,8 @@ import signal
 import typing
 
 from reconciler.app import running_app
-from reconciler.config import load_settings
+from reconciler.config import load_settings, resolve_config_path
+from reconciler.failures import FailureKind, StartupError
 from reconciler.observability.logging import configure_logging
 from reconciler.preflight import check_database, require_token
 
@@ -69,13 +70,27 @@ def _hard_exit() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(pathlib.Path(args.config) if args.config else None)
-    source = str(args.config or "config.toml")
-    require_token(settings, source)
+    named = pathlib.Path(args.config) if args.config else None
+    path, _ = resolve_config_path(named)
+    settings = load_settings(named)
+    require_token(settings, str(path))
     obs = settings.observability
-    configure_logging(level=obs.log_level, fmt=obs.log_format, secrets=[settings.discord.token.get_secret_value()])
-    asyncio.run(check_database(settings, source))
-    return asyncio.run(serve_until_signalled(settings))
+    token = settings.discord.token.get_secret_value()
+    configure_logging(level=obs.log_level, fmt=obs.log_format, secrets=[token])
+    try:
+        asyncio.run(check_database(settings))
+        return asyncio.run(serve_until_signalled(settings))
+    except StartupError:
+        raise  # the command line logs it with its cause at DEBUG and prints its line
+    except Exception as exc:
+        # Not a cause we know: still one line (the token never in it), the traceback in the log at DEBUG.
+        _LOGGER.debug("stopped by an unexpected error", exc_info=True)
+        reason = ((str(exc).splitlines() or [""])[0] or "no message").replace(token, "[token]")
+        raise StartupError(
+            FailureKind.UNEXPECTED,
+            f"unexpected {type(exc).__name__}: {reason} (the traceback is logged at DEBUG: "
+            "RECONCILER_OBSERVABILITY__LOG_LEVEL=DEBUG)",
+        ) from None
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # pyright: ignore[reportPrivateUsage]

@@ -252,7 +252,18 @@ class Scheduler:
         return self._apscheduler is not None and not self._stopping
 
     def start(self) -> None:
-        """Start firing (call inside the running event loop, once the bot is connected)."""
+        """Start firing (call inside the running event loop, once the bot is connected).
+
+        Every job's series exist from here: runs at 0 for each outcome, an empty duration histogram, and
+        the last-run time set to now, so the dashboard has data before the first fire and the staleness
+        alert counts from the start instead of never firing for a job that never ran.
+        """
+        started = time.time()
+        for name in self._jobs:
+            for outcome in JobOutcome:
+                self._metrics.job_runs.labels(job_name=name, outcome=outcome.value)
+            self._metrics.job_duration.labels(job_name=name)
+            self._metrics.job_last_run.labels(job_name=name).set(started)
         scheduler = AsyncIOScheduler(
             timezone=self._timezone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self._grace},
@@ -556,8 +567,8 @@ class _Relist:
         _check(report)
         counts = report.counts
         return (
-            f"{listed.listed} listed, {listed.pruned} missed departures; "
-            f"{counts.created} created, {counts.updated} updated, {counts.left} left"
+            f"{listed.listed:,} listed, {listed.pruned:,} missed departures; "
+            f"{counts.created:,} created, {counts.updated:,} updated, {counts.left:,} left"
         )
 
 

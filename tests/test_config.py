@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import tomllib
 import typing
@@ -125,3 +126,33 @@ def test_retention_takes_fractions_of_a_day(tmp_path: pathlib.Path) -> None:
     path.write_text("[retention]\nsync_runs_days = 0.0035\nscheduler_slots_days = 0.5\n")
     retention = load_settings(path).retention
     assert (retention.sync_runs_days, retention.scheduler_slots_days) == (0.0035, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0,1", [0, 1]), (" 0 , 1 ", [0, 1]), ("[0, 1]", [0, 1]), ("1", [1]), ("", [])],
+)
+def test_list_variables_take_json_or_commas(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[int]) -> None:
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_COUNT", "2")
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_IDS", value)
+    monkeypatch.setenv("RECONCILER_DISCORD__INTENTS", "GUILDS,GUILD_MEMBERS")
+    settings = load_settings(CONFIG)
+    assert settings.discord.shard_ids == expected
+    assert settings.discord.intents == ["GUILDS", "GUILD_MEMBERS"]
+
+
+def test_named_config_in_the_environment_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    monkeypatch.setenv("RECONCILER_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(ConfigError, match=r"absent\.toml: file not found \(named by RECONCILER_CONFIG\)"):
+        load_settings()
+
+
+def test_a_check_across_keys_set_by_variables_names_them_not_an_absent_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    for name in [k for k in os.environ if k.startswith("RECONCILER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    monkeypatch.setenv("RECONCILER_DISCORD__SHARD_IDS", "0,1")
+    with pytest.raises(ConfigError, match=r"^RECONCILER_DISCORD__SHARD_IDS: discord: shard_ids needs shard_count$"):
+        load_settings()

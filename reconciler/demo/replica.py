@@ -67,9 +67,9 @@ class ReplicaView:
     async def close(self) -> None:
         await self._engine.dispose()
 
-    async def _rows(self, sql: str, **params: object) -> list[sa.Row[typing.Any]]:
+    async def _rows(self, sql: str, **params: object) -> list[tuple[typing.Any, ...]]:
         async with self._engine.connect() as conn:
-            return list(await conn.execute(sa.text(sql), params))
+            return [tuple(row) for row in await conn.execute(sa.text(sql), params)]
 
     async def present_members(self, guild_id: int) -> dict[int, ReplicaRow]:
         """Members the replica has on the guild now (status active or inactive)."""

@@ -22,6 +22,7 @@ import aiohttp
 from reconciler.demo.summary import DemoSummary, compare_with_truth
 from reconciler.demo.terminal import embed_lines
 from reconciler.demo.traffic import MEMBER_CHANGES, TrafficCounts
+from reconciler.domain.wording import counted
 from reconciler.engine.drift import measure_drift
 from reconciler.engine.planning import GuildNotReadyError
 from reconciler.observability.metrics import ERROR_STAGES
@@ -204,11 +205,11 @@ async def initial_sync(show: Show) -> None:
     chunks = app.readiness.progress(gid)
     run = (await app.store.last_runs(gid)).get("users")
     count = chunks.chunk_count if chunks is not None and chunks.chunk_count else 0
-    chunk_text = f"{count} member chunk{'s' if count != 1 else ''}" if count else "member chunks"
+    chunk_text = counted(count, "member chunk") if count else "member chunks"
     term.ok(
         f"cache filled from {chunk_text} in {(chunked_at or started) - started:.1f} s; "
-        f"start-up reconcile wrote {run.created if run else 0:,} members"
-        f"{f' (run #{run.id}, {run.trigger})' if run else ''} in {time.monotonic() - (chunked_at or started):.1f} s"
+        f"start-up{f' run #{run.id}' if run else ''} wrote {counted(run.created if run else 0, 'member')}"
+        f" in {time.monotonic() - (chunked_at or started):.1f} s"
     )
 
 
@@ -251,8 +252,8 @@ async def live_traffic(show: Show, number: int, seconds: float, title: str, *, d
     present = stats.present_members
     if ok:
         term.ok(
-            f"the database follows: {present:,} members present = {diff.server_members:,} on the server, "
-            "no difference in nicknames, names or roles"
+            f"the database follows: {counted(present, 'member')} present, {diff.server_members:,} on the server; "
+            "names and roles equal"
         )
     else:
         term.problem(f"the database lags the server: {diff.describe()}")
@@ -286,8 +287,9 @@ async def tampering(show: Show) -> None:
         role_id=grantable[0].id if grantable else None,
     )
     term.note(
-        f"SQL: {len(done.renamed)} nicknames overwritten, {len(done.deleted)} member rows deleted "
-        f"(and their {done.links_deleted} role links)" + (", 1 role renamed" if done.role_renamed else "")
+        f"SQL: {counted(len(done.renamed), 'nickname')} overwritten, {counted(len(done.deleted), 'member row')} "
+        f"deleted (and their {counted(done.links_deleted, 'role link')})"
+        + (", 1 role renamed" if done.role_renamed else "")
     )
     drift = await plan_drift(show)
     term.note(f"drift the bot can see now (cache vs database): {drift.describe() if drift else 'unknown'}")
@@ -362,7 +364,7 @@ async def lost_events(show: Show) -> None:
         await sandbox.flush()
     finally:
         await sandbox.resume()
-    term.note(f"while the gateway dropped every event: {step.describe()}")
+    term.note(f"while the gateway dropped events: {step.describe()}")
     await asyncio.sleep(0.5)
     diff = await truth_diff(show)
     drift = await plan_drift(show)

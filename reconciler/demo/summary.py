@@ -13,6 +13,11 @@ import dataclasses
 import logging
 import typing
 
+from reconciler.domain.wording import drift_text
+
+# "Members in the database:" and a space: the values start in one column, as far left as they can.
+_LABEL_WIDTH: typing.Final = 25
+
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -51,18 +56,15 @@ class TruthDiff:
         return (self.server_members - self.missing) / self.server_members
 
     def describe(self) -> str:
-        parts = [
-            f"{value:,} {name.replace('_', ' ')}"
-            for name, value in (
-                ("missing", self.missing),
-                ("extra", self.extra),
-                ("stale", self.stale),
-                ("role_links", self.role_links),
-                ("roles", self.roles),
-            )
-            if value
-        ]
-        return ", ".join(parts) or "none"
+        return drift_text(
+            {
+                "missing": self.missing,
+                "extra": self.extra,
+                "stale": self.stale,
+                "role_links": self.role_links,
+                "roles": self.roles,
+            }
+        )
 
 
 def compare_with_truth(
@@ -145,9 +147,9 @@ def _runs_text(runs: Sequence[RunCount]) -> str:
     by_trigger: dict[str, int] = {}
     for run in runs:
         by_trigger[run.trigger] = by_trigger.get(run.trigger, 0) + run.runs
-    triggers = ", ".join(f"{trigger} {count}" for trigger, count in sorted(by_trigger.items()))
+    triggers = ", ".join(f"{trigger} {count:,}" for trigger, count in sorted(by_trigger.items()))
     bad = sum(r.runs for r in runs if r.outcome not in ("success", "skipped"))
-    return f"{total} ({triggers}) · {bad} not successful"
+    return f"{total:,} ({triggers}) · {bad:,} not successful"
 
 
 def _errors_text(errors: Mapping[str, int]) -> str:
@@ -163,11 +165,7 @@ def render_summary(terminal: Terminal, summary: DemoSummary) -> None:
     terminal.line()
     title = "Summary" + (" (interrupted)" if summary.interrupted else "")
     terminal.line(f"══ {title} {'═' * (74 - len(title))}")
-    metrics = (
-        f"{summary.metrics_url}/metrics (served while the demo ran; `reconciler run` serves it all day)"
-        if summary.metrics_url
-        else "not served"
-    )
+    metrics = f"{summary.metrics_url}/metrics (served while the demo ran)" if summary.metrics_url else "not served"
     terminal.table(
         [
             ("Members on the server", f"{truth.server_members:,} (the sandbox's ground truth)"),
@@ -184,11 +182,12 @@ def render_summary(terminal: Terminal, summary: DemoSummary) -> None:
             ("Metrics", metrics),
             ("Bot log", summary.log_file),
             ("Elapsed", f"{summary.elapsed:.1f} s"),
-        ]
+        ],
+        width=_LABEL_WIDTH,
     )
     verdict = (
         "PASS: the database equals the server"
         if summary.passed
         else "FAIL: the database does not equal the server (exit code 1)"
     )
-    terminal.table([("Result", verdict)])
+    terminal.table([("Result", verdict)], width=_LABEL_WIDTH)

@@ -6,12 +6,13 @@ capturing output) every update worth telling becomes a line of its own, so the r
 
 from __future__ import annotations
 
-__all__ = ["Terminal", "embed_lines"]
+__all__ = ["MAX_COLUMNS", "Terminal", "embed_lines"]
 
 import logging
 import re
 import shutil
 import sys
+import textwrap
 import time
 import typing
 
@@ -21,6 +22,8 @@ if typing.TYPE_CHECKING:
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
 _BAR_WIDTH: typing.Final = 30
+MAX_COLUMNS: typing.Final = 100
+"""No line of the show is wider: it reads in a default terminal and in a CI log."""
 _MARKDOWN: typing.Final = re.compile(r"\*\*|__|`")
 _PIPED_STEP: typing.Final = 0.2
 """Without a terminal, a progress line is printed each time the bar moves on by this fraction."""
@@ -132,6 +135,13 @@ class Terminal:
         self._bar_label, self._bar_printed = "", -1.0
 
     def table(self, rows: Iterable[tuple[str, str]], *, width: int = 30) -> None:
-        """`label ....... value` lines, the shape the summary uses (and its test parses)."""
+        """`label ....... value` lines, the shape the summary uses (and its test parses).
+
+        A value too long for `MAX_COLUMNS` wraps at a space onto lines indented under it.
+        """
+        room = MAX_COLUMNS - width - 3
         for label, value in rows:
-            self.line(f"  {label + ':':<{width}} {value}")
+            lines = textwrap.wrap(value, room, break_long_words=False, break_on_hyphens=False) or [""]
+            self.line(f"  {label + ':':<{width}} {lines[0]}")
+            for more in lines[1:]:
+                self.line(f"  {'':<{width}} {more}")

@@ -14,6 +14,7 @@ import logging
 import time
 import typing
 
+from reconciler.domain.wording import counted
 from reconciler.sandbox import permissions
 
 if typing.TYPE_CHECKING:
@@ -65,13 +66,16 @@ class TrafficCounts:
 
     def compact(self) -> str:
         """For a status line: joins and leaves, member role changes, nicknames, messages."""
-        return f"+{self.joins} -{self.leaves} members · {self.role_changes} roles · {self.renames} nicks · {self.messages} msgs"
+        return (
+            f"+{self.joins:,} -{self.leaves:,} members · {counted(self.role_changes, 'role')} · "
+            f"{counted(self.renames, 'nick')} · {counted(self.messages, 'msg')}"
+        )
 
     def describe(self) -> str:
         return (
-            f"{self.joins} joined · {self.leaves} left · {self.role_changes} role changes · "
-            f"{self.renames} nicknames · {self.messages} messages"
-            + (f" · {self.role_edits} role edits" if self.role_edits else "")
+            f"{self.joins:,} joined · {self.leaves:,} left · {counted(self.role_changes, 'role change')} · "
+            f"{counted(self.renames, 'nickname')} · {counted(self.messages, 'message')}"
+            + (f" · {counted(self.role_edits, 'role edit')}" if self.role_edits else "")
         )
 
 

@@ -9,6 +9,8 @@ import typing
 
 import hikari
 
+from reconciler.discord.start_failures import explain_start_failure
+
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -39,6 +41,7 @@ def build_bot(settings: DiscordSettings, *, rest_url: str | None = None) -> hika
         settings.token.get_secret_value(),
         intents=intents_from_names(settings.intents),
         rest_url=rest_url or settings.rest_url or None,
+        max_retries=settings.rest_retries,
         cache_settings=hikari.impl.CacheSettings(components=_CACHE_COMPONENTS),
         banner=None,
         logs=None,
@@ -47,10 +50,20 @@ def build_bot(settings: DiscordSettings, *, rest_url: str | None = None) -> hika
 
 
 async def start_bot(bot: hikari.GatewayBot, settings: DiscordSettings) -> None:
-    """Connect the shards this process owns; returns once they are up."""
-    await bot.start(
-        check_for_updates=False,
-        shard_ids=settings.shard_ids or None,
-        shard_count=settings.shard_count or None,
-    )
+    """Connect the shards this process owns; returns once they are up.
+
+    A failure an operator can fix (token, intent, network) is raised as a
+    :class:`~reconciler.failures.StartupError`, the original kept as its cause for the DEBUG log.
+    """
+    try:
+        await bot.start(
+            check_for_updates=False,
+            shard_ids=settings.shard_ids or None,
+            shard_count=settings.shard_count or None,
+        )
+    except Exception as exc:
+        failure = explain_start_failure(exc, retries=settings.rest_retries)
+        if failure is None:
+            raise
+        raise failure from exc
     _LOGGER.info("gateway connected", extra={"shards": sorted(bot.shards), "shard_count": bot.shard_count})

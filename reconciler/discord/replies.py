@@ -54,16 +54,16 @@ def report_embed(report: RunReport, *, title: str) -> hikari.Embed:
         ("Left", counts.left),
         ("Rejoined", counts.rejoined),
         ("Inactive", report.inactive),
-        ("Role links", f"+{counts.links_added} / -{counts.links_removed}"),
-        ("Roles", f"+{counts.roles_created} ~{counts.roles_updated} -{counts.roles_deleted}"),
+        ("Role links", f"+{counts.links_added:,} / -{counts.links_removed:,}"),
+        ("Roles", f"+{counts.roles_created:,} ~{counts.roles_updated:,} -{counts.roles_deleted:,}"),
         ("Errors", report.errors),
     ):
-        embed.add_field(name=name, value=str(value), inline=True)
+        embed.add_field(name=name, value=value if isinstance(value, str) else f"{value:,}", inline=True)
     if report.error_sample:
         lines = [f"`{user_id}`: {reason[:120]}" for user_id, reason in report.error_sample[:_ERRORS_SHOWN]]
         more = report.errors - len(lines)
         if more > 0:
-            lines.append(f"... and {more} more")
+            lines.append(f"... and {more:,} more")
         embed.add_field(name="First errors", value="\n".join(lines), inline=False)
     embed.set_footer(f"{report.duration:.1f} s · run #{report.run_id}" if report.run_id else f"{report.duration:.1f} s")
     return embed

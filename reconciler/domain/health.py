@@ -10,6 +10,8 @@ import typing
 
 import attrs
 
+from reconciler.domain.wording import drift_text
+
 if typing.TYPE_CHECKING:
     from reconciler.domain.changes import ChangeCounts
 
@@ -51,8 +53,7 @@ class DriftCounts:
         return {field.name: getattr(self, field.name) for field in attrs.fields(DriftCounts)}
 
     def describe(self) -> str:
-        parts = [f"{value:,} {name.replace('_', ' ')}" for name, value in self.by_kind().items() if value]
-        return ", ".join(parts) or "none"
+        return drift_text(self.by_kind())
 
 
 def judge(

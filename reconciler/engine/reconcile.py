@@ -358,6 +358,16 @@ class Reconciler:
         if on_discord:
             self._metrics.coverage_ratio.labels(guild=guild).set(max(0.0, (on_discord - report.errors) / on_discord))
 
+    async def _publish_stored(self, guild_id: int) -> None:
+        """The database's member rows by status, read back once the run has written them (one grouped count)."""
+        try:
+            stats = await self._store.stats(guild_id, now=self._clock())
+        except Exception:
+            _LOGGER.debug("member counts not read after the run", exc_info=True, extra={"guild": guild_id})
+            return
+        for status, count in stats.members_by_status.items():
+            self._metrics.database_members.labels(guild=str(guild_id), status=status).set(count)
+
     async def _finish(self, report: RunReport, request: SyncRequest, started_at: datetime.datetime) -> int | None:
         """Count the run in the metrics (every run) and record it in `sync_runs`; the row's id."""
         guild = str(report.guild_id)
@@ -374,6 +384,7 @@ class Reconciler:
             if request.scope.all_members:
                 self._metrics.last_success.labels(guild=guild).set(time.time())
                 self._publish_converged(report)
+                await self._publish_stored(report.guild_id)
         sample = "; ".join(f"{uid}: {reason}" for uid, reason in report.error_sample) or report.reason
         sample = None if sample is None else self._redact(sample)
         counts = {

@@ -13,6 +13,7 @@ import typing
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from reconciler.failures import FailureKind
 from reconciler.store.migrate import MigrationError, current_revision, upgrade_database
 
 if typing.TYPE_CHECKING:
@@ -66,6 +67,6 @@ def _upgrade(args: argparse.Namespace) -> int:
         cause: BaseException = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         print(f"{shown}: upgrade failed, nothing was changed: {reason}", file=sys.stderr)
-        return 1
+        return int(FailureKind.DATABASE)  # the database exit code of `run`, as the README's table lists
     print(f"{shown}: at revision {revision}")
     return 0

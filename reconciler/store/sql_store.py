@@ -929,7 +929,7 @@ class SqlStore:
 
         async with self._engine.connect() as conn:
             status_query = sa.select(m.c.status, sa.func.count()).where(m.c.guild_id == guild_id).group_by(m.c.status)
-            by_status: dict[str, int] = dict((await conn.execute(status_query)).tuples().all())
+            by_status: dict[str, int] = {str(status): int(count) for status, count in await conn.execute(status_query)}
             roles = (
                 await conn.execute(
                     sa.select(sa.func.count())

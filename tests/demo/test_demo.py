@@ -12,6 +12,11 @@ import sys
 import pytest
 
 _SUMMARY_LINE = re.compile(r"^  (?P<label>[A-Z][A-Za-z ]+):\s+(?P<value>.+)$")
+# A count of 1,000 or more written without separators: not part of an id, a time, a path, a URL or a version.
+_BARE_THOUSANDS = re.compile(r"(?<![\d.,#:/=\w-])\d{4,7}(?![\d.,:/\w-])")
+_ONE_PLURAL = re.compile(
+    r"(?<![\d.,])\b1 (members|roles|role links|channels|nicknames|messages|chunks|role changes|nicks|msgs)\b"
+)
 
 
 def _summary(stdout: str) -> dict[str, str]:
@@ -43,7 +48,7 @@ def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path)
             "reconciler",
             "demo",
             "--members",
-            "500",
+            "1500",
             "--duration",
             "15",
             "--database",
@@ -64,7 +69,7 @@ def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path)
     summary = _summary(result.stdout)
     on_server = _number(summary["Members on the server"])
     in_database = _number(summary["Members in the database"])
-    assert on_server >= 450, output  # 500 generated, then people join and leave
+    assert on_server >= 1350, output  # 1,500 generated, then people join and leave
     assert in_database == on_server, output
     assert summary["Coverage"] == "100.00%", output
     assert _number(summary["Drift"]) == 0, output
@@ -98,3 +103,12 @@ def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path)
     assert drift_found >= 1, "the scheduled drift check never reported the tampering"
     assert relists >= 1, "the relist never ran"
     assert (tmp_path / "demo.log").exists()
+
+    # Tidy: no raw log line in the show, no line over 100 columns, separators in counts, "1 role" not "1 roles".
+    assert result.stderr == "", output  # the bot's warnings go to its log file; only errors would show here
+    lines = [line for chunk in result.stdout.splitlines() for line in chunk.split("\r")]
+    assert [line for line in lines if len(line) > 100] == [], output
+    assert [line for line in lines if _BARE_THOUSANDS.search(line)] == [], output
+    assert [line for line in lines if _ONE_PLURAL.search(line)] == [], output
+    assert "1 role renamed" in result.stdout, output  # the tampering renames one role: the singular is exercised
+    assert re.search(r"\b1 role\b(?! renamed)", result.stdout), output  # ... and its drift reads "1 role"

@@ -257,7 +257,7 @@ async def test_slow_database_still_acknowledges_in_time_and_second_sync_waits(
     edit_times = [r["at"] for r in responses[1:]]
     gaps = [b - a for a, b in itertools.pairwise(edit_times)]
     assert min(gaps) >= 0.95, f"edits faster than once a second: {gaps}"
-    assert _report(responses)["Updated"] == "3000"
+    assert _report(responses)["Updated"] == "3,000"
 
     assert busy[0]["body"]["type"] == MESSAGE
     assert "already" in busy[0]["body"]["data"]["content"]

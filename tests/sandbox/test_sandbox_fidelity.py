@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 
+import aiohttp
 import hikari
 import hikari.applications
 import pytest
@@ -300,6 +301,22 @@ async def test_application_object_is_the_application_of_this_token(
     assert application.approximate_guild_count == 2
     assert application.approximate_user_install_count == 0
     assert application.flags & hikari.ApplicationFlags.GUILD_MEMBERS_INTENT
+
+
+@pytest.mark.parametrize("members_intent", [True, False], ids=["members-intent-on", "no-members-intent"])
+async def test_application_flags_say_whether_the_members_intent_is_enabled(
+    sandbox_factory: SandboxFactory, members_intent: bool
+) -> None:
+    """Discord: GATEWAY_GUILD_MEMBERS 1<<14 or GATEWAY_GUILD_MEMBERS_LIMITED 1<<15 set iff the intent is on."""
+    sb = await sandbox_factory(members_intent_enabled=members_intent)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sb.rest_url}/oauth2/applications/@me", headers={"Authorization": f"Bot {sb.token}"}) as reply,
+    ):
+        assert reply.status == 200
+        assert "X-RateLimit-Bucket" in reply.headers
+        flags = int((await reply.json())["flags"])
+    assert bool(flags & (1 << 14 | 1 << 15)) is members_intent
 
 
 @pytest.mark.parametrize(

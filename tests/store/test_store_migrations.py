@@ -210,5 +210,5 @@ def test_db_upgrade_reports_a_failure_in_one_line(tmp_path: pathlib.Path, capsys
 
     code = args.func(args)
 
-    assert code == 1
+    assert code == 6  # the database exit code, as for `run`
     assert "upgrade failed, nothing was changed" in capsys.readouterr().err

@@ -357,6 +357,7 @@ class Reconciler:
         self._metrics.discord_members.labels(guild=guild).set(on_discord)
         if on_discord:
             self._metrics.coverage_ratio.labels(guild=guild).set(max(0.0, (on_discord - report.errors) / on_discord))
+        self._metrics.publish_unaudited(report.guild_id)
 
     async def _publish_stored(self, guild_id: int) -> None:
         """The database's member rows by status, read back once the run has written them (one grouped count)."""

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 import contextlib
+import math
 import typing
 
 import prometheus_client
@@ -212,6 +213,19 @@ class Metrics:
             self.job_missed.labels(job_name=job)
         for table in RETENTION_TABLES:
             self.retention_deleted.labels(table=table)
+
+    def publish_unaudited(self, guild_id: int) -> None:
+        """The guild's count-audit series as NaN (not audited yet) unless an audit has set them.
+
+        The dashboard's panel and the mismatch alert see the guild from the first scrape after its first
+        run; NaN says "unknown", and an alert comparing it never fires.
+        """
+        guild = str(guild_id)
+        for family in self.count_audit_mismatch.collect():
+            if any(sample.labels.get("guild") == guild for sample in family.samples):
+                return
+        for kind in COUNT_AUDIT_KINDS:
+            self.count_audit_mismatch.labels(guild=guild, kind=kind).set(math.nan)
 
     def remove_guild(self, guild_id: int) -> int:
         """Drop every series labelled with the guild, across every metric: the bot left it, and a year of

@@ -989,8 +989,8 @@ class SqlStore:
         )
         async with self._engine.connect() as conn:
             count = int((await conn.execute(members)).scalar_one())
-            held = collections.Counter({int(role): int(n) for role, n in (await conn.execute(links)).tuples()})
-            held.subtract({int(role): int(n) for role, n in (await conn.execute(left_links)).tuples()})
+            held = collections.Counter({int(role): int(n) for role, n in (await conn.execute(links)).all()})
+            held.subtract({int(role): int(n) for role, n in (await conn.execute(left_links)).all()})
             role_ids = [int(role) for role in (await conn.execute(live_roles)).scalars()]
         return GuildCounts(members=count, role_members={role: held[role] for role in role_ids})
 

@@ -15,7 +15,9 @@ import pytest_asyncio
 
 from reconciler.app import running_app
 from reconciler.config import settings_from
+from reconciler.observability.metrics import SCHEDULER_JOBS
 from reconciler.sandbox import DiscordSandbox
+from reconciler.scheduling import JobOutcome
 
 from . import assets, promql
 from .prometheus_harness import Prometheus, require_binary, run_prometheus
@@ -63,7 +65,9 @@ async def _value(prometheus: Prometheus, expr: str) -> float:
 
 async def test_no_scheduled_job_has_run(just_started: Prometheus) -> None:
     assert await _value(just_started, "sum(reconciler_scheduler_job_runs_total)") == 0
-    assert await _value(just_started, "count(reconciler_scheduler_job_runs_total)") == 3 * 4  # jobs x outcomes
+    # Every job times every outcome, at 0.
+    expected = len(SCHEDULER_JOBS) * len(JobOutcome)
+    assert await _value(just_started, "count(reconciler_scheduler_job_runs_total)") == expected
 
 
 async def test_every_dashboard_query_has_data_after_the_start_up_run(just_started: Prometheus) -> None:

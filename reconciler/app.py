@@ -214,6 +214,7 @@ async def running_app(
                 relister=relister,
                 metrics=metrics,
                 clock=clock,
+                retention=settings.retention,
             )
             scheduler = Scheduler(
                 jobs,

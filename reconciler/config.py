@@ -163,6 +163,13 @@ class ScheduleSettings(_Section):
         return self
 
 
+class RetentionSettings(_Section):
+    """What the nightly cleanup may delete or erase; 0 keeps forever (member data is never pruned silently)."""
+
+    member_events_days: int = pydantic.Field(default=0, ge=0, le=36_500)
+    left_member_days: int = pydantic.Field(default=0, ge=0, le=36_500)
+
+
 class ObservabilitySettings(_Section):
     metrics_address: str = "127.0.0.1:9108"
     log_level: typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -206,6 +213,7 @@ class Settings(pydantic_settings.BaseSettings):
     sync: SyncSettings = pydantic.Field(default_factory=SyncSettings)
     schedule: ScheduleSettings = pydantic.Field(default_factory=ScheduleSettings)
     observability: ObservabilitySettings = pydantic.Field(default_factory=ObservabilitySettings)
+    retention: RetentionSettings = pydantic.Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(

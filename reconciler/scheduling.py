@@ -19,6 +19,7 @@ __all__ = [
     "JobOutcome",
     "JobReport",
     "JobSpec",
+    "Retention",
     "Scheduler",
     "default_owner",
     "scheduled_jobs",
@@ -55,7 +56,7 @@ if typing.TYPE_CHECKING:
 
     from apscheduler.triggers.base import BaseTrigger
 
-    from reconciler.config import ScheduleSettings, SyncSettings
+    from reconciler.config import RetentionSettings, ScheduleSettings, SyncSettings
     from reconciler.engine.planning import DesiredState
     from reconciler.engine.queue import SyncQueue
     from reconciler.engine.runs import RunReport
@@ -532,12 +533,22 @@ class _Relist:
 
 @attrs.define(kw_only=True)
 class _Cleanup:
-    """The same run as `/sync cleanup`: departed marked left, idle members inactive, dead links pruned."""
+    """The same run as `/sync cleanup`: departed marked left, idle members inactive, dead links pruned.
+
+    Then what the operator asked retention to drop (`[retention]`; nothing by default).
+    """
 
     queue: SyncQueue
     days: int
+    retention: Retention | None = None
 
     async def __call__(self, guild_id: int) -> str:
+        summary = await self._cleanup(guild_id)
+        if self.retention is not None:
+            summary += await self.retention.apply()
+        return summary
+
+    async def _cleanup(self, guild_id: int) -> str:
         request = SyncRequest(
             guild_id=guild_id,
             scope=Scope.everything(),
@@ -548,6 +559,30 @@ class _Cleanup:
         report = await self.queue.submit(request)
         _check(report)
         return f"{report.inactive} inactive, {report.links_pruned} links pruned, {report.counts.left} left"
+
+
+@attrs.define(kw_only=True)
+class Retention:
+    """History and names of long-departed members that the operator asked to drop (`[retention]`)."""
+
+    store: Store
+    member_events_days: int = 0
+    left_member_days: int = 0
+    clock: Callable[[], datetime.datetime] = _real_now
+
+    async def apply(self) -> str:
+        """Prune and erase what is past its age; a summary for the job report ('' when nothing is set)."""
+        now = self.clock()
+        parts: list[str] = []
+        if self.member_events_days:
+            pruned = await self.store.prune_member_events(before=now - datetime.timedelta(days=self.member_events_days))
+            parts.append(f"{pruned} history events pruned")
+        if self.left_member_days:
+            erased = await self.store.erase_left_names(left_before=now - datetime.timedelta(days=self.left_member_days))
+            parts.append(f"names of {erased} departed members erased")
+        if parts:
+            _LOGGER.info("retention applied", extra={"summary": "; ".join(parts)})
+        return "".join(f"; {part}" for part in parts)
 
 
 def scheduled_jobs(
@@ -561,8 +596,17 @@ def scheduled_jobs(
     relister: MemberRelister,
     metrics: Metrics,
     clock: Callable[[], datetime.datetime] = _real_now,
+    retention: RetentionSettings | None = None,
 ) -> list[JobSpec]:
     """The drift check, the relist and the cleanup, on the triggers the settings give them."""
+    pruning = None
+    if retention is not None and (retention.member_events_days or retention.left_member_days):
+        pruning = Retention(
+            store=store,
+            member_events_days=retention.member_events_days,
+            left_member_days=retention.left_member_days,
+            clock=clock,
+        )
     interval = IntervalTrigger(
         seconds=settings.drift_check_seconds,  # pyright: ignore[reportArgumentType]  # a float works (timedelta)
         start_date=_INTERVAL_ORIGIN,
@@ -594,6 +638,6 @@ def scheduled_jobs(
             name=CLEANUP,
             trigger=crontab_trigger(settings.cleanup_cron, settings.timezone),
             concurrency=_CLEANUP_CONCURRENCY,
-            work=_Cleanup(queue=queue, days=sync.inactive_days),
+            work=_Cleanup(queue=queue, days=sync.inactive_days, retention=pruning),
         ),
     ]

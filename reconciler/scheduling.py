@@ -579,7 +579,7 @@ class Retention:
             parts.append(f"{pruned} history events pruned")
         if self.left_member_days:
             erased = await self.store.erase_left_names(left_before=now - datetime.timedelta(days=self.left_member_days))
-            parts.append(f"names of {erased} departed members erased")
+            parts.append(f"names erased in {erased} rows of departed members")
         if parts:
             _LOGGER.info("retention applied", extra={"summary": "; ".join(parts)})
         return "".join(f"; {part}" for part in parts)

@@ -263,7 +263,7 @@ class Store(typing.Protocol):
         """Erase the names of members who left before `left_before` (retention.left_member_days).
 
         Nicknames and guild avatars of those member rows, the values of their name events, and the
-        user's names when the user is in no guild any more. The number of member rows erased.
+        user's names when the user is in no guild any more. The number of member and user rows erased.
         """
         ...
 

@@ -832,9 +832,9 @@ class PostgresBulk(BulkBackend):
     _REJOIN_FULL_MEMBERS: typing.Final = (
         f"{_INSERT_FULL_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_FULL_SET}{_REJOIN}"
     )
-    # Event writers take this transaction lock first, so that event ids become visible in id order
-    # (a consumer reading `id > :last` never skips a row committed late); the two-key form keeps it
-    # apart from the guild locks (one-key advisory locks).
+    # Event writers take this transaction lock, so that event ids become visible in id order (a
+    # consumer reading `id > :last` never skips a row committed late); the two-key form keeps it
+    # apart from the guild locks (one-key advisory locks). Only batches that write events take it.
     _EVENTS_LOCK: typing.Final = "SELECT pg_advisory_xact_lock(1919248229, 17)"
     _EVENTS: typing.Final = (
         f"{_INSERT_EVENTS}SELECT $1, e.user_id, e.kind, e.old_value, e.new_value, e.role_id, $2, $3, $4 "
@@ -898,6 +898,11 @@ class PostgresBulk(BulkBackend):
         history: BatchHistory | None = None,
     ) -> PreparedBatch:
         steps: list[tuple[str, str, typing.Any]] = []
+        recording = history is not None and bool(batch.leaves or history.events)
+        if recording:
+            # First: every transaction that writes events takes this lock before any row lock, so
+            # two of them never wait for each other's rows while holding it (no deadlock).
+            steps.append(("execute", self._EVENTS_LOCK, ()))
         creates = batch.creates
         copied = frozenset(copy) & {"users", "members"} if creates else frozenset[str]()
         updated = [change.state for change in batch.updates]
@@ -997,10 +1002,8 @@ class PostgresBulk(BulkBackend):
         if batch.refreshes:
             refreshes = (guild_id, [u for u, _ in batch.refreshes], [f for _, f in batch.refreshes])
             steps.append(("execute", self._REFRESH, refreshes))
-        if history is not None and (batch.leaves or history.events):
-            # Last in the transaction: the lock that orders event ids is held as briefly as possible.
+        if recording and history is not None:
             origin = (guild_id, now, history.origin.source.value, history.origin.run_id)
-            steps.append(("execute", self._EVENTS_LOCK, ()))
             if batch.leaves:
                 leaving = sorted(batch.leaves)
                 steps.append(("execute", self._LEFT_EVENTS, (*origin, leaving)))

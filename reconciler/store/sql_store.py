@@ -770,11 +770,11 @@ class SqlStore:
         )
         touched = [{"g": guild_id, "u": user_id, "seen_at": at} for (guild_id, user_id), at in last_seen.items()]
         async with self._write_engine.begin() as conn:
+            await self._lock_events(conn)  # before any row lock, as every event writer does
             await conn.execute(
                 counts,
                 [{"guild_id": d.guild_id, "user_id": d.user_id, "day": d.day, "messages": d.messages} for d in merged],
             )
-            await self._lock_events(conn)
             await conn.execute(woken, touched)
             await self._notify_events(conn)
             await conn.execute(touch, touched)
@@ -813,7 +813,8 @@ class SqlStore:
             return result.rowcount
 
     async def _lock_events(self, conn: AsyncConnection) -> None:
-        # See PostgresBulk._EVENTS_LOCK: event ids become visible in id order.
+        # See PostgresBulk._EVENTS_LOCK: event ids become visible in id order. Taken before any row
+        # lock of the transaction, by every writer of events, so that none of them can deadlock.
         if self._dialect == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(1919248229, 17)"))
 

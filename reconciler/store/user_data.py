@@ -108,7 +108,7 @@ async def prune_events(conn: AsyncConnection, *, before: datetime.datetime) -> i
 
 async def erase_left_names(conn: AsyncConnection, *, left_before: datetime.datetime, now: datetime.datetime) -> int:
     """Erase names of members who left before `left_before`: member rows, their name events, and users
-    who are in no guild any more. The number of member rows that still had a name."""
+    who are in no guild any more. The number of rows (member and user rows) that still had a name."""
     m, e, u = t.members, t.member_events, t.users
     cutoff = sa.bindparam("cutoff", left_before, type_=t.UtcDateTime())
     departed = sa.and_(m.c.status == "left", m.c.left_at < cutoff)
@@ -132,9 +132,9 @@ async def erase_left_names(conn: AsyncConnection, *, left_before: datetime.datet
         sa.exists().where(m.c.user_id == u.c.id, departed),
         ~sa.exists().where(m.c.user_id == u.c.id, sa.or_(m.c.status != "left", m.c.left_at >= cutoff)),
     )
-    await conn.execute(
+    users = await conn.execute(
         sa.update(u)
         .where(gone_everywhere, sa.or_(u.c.username != "", u.c.global_name.is_not(None), u.c.avatar_hash.is_not(None)))
         .values(username="", global_name=None, avatar_hash=None, updated_at=now)
     )
-    return len(pairs)
+    return len(pairs) + users.rowcount

@@ -88,12 +88,15 @@ class EventOrigin:
     run_id: int | None = None
 
 
-@attrs.frozen(kw_only=True)
-class MemberEvent:
-    """One `member_events` row of a guild, before it is stored (the store adds guild, time and origin)."""
+class MemberEvent(typing.NamedTuple):
+    """One `member_events` row of a guild, before it is stored (the store adds guild, time and origin).
+
+    A plain tuple in column order: a drift run writes tens of thousands, and the store binds them as
+    they are (`kind` is an `EventKind`, itself a `str`).
+    """
 
     user_id: int
-    kind: EventKind
+    kind: str
     old_value: str | None = None
     new_value: str | None = None
     role_id: int | None = None
@@ -110,17 +113,22 @@ def event_text(value: object) -> str | None:
     return str(value)
 
 
+# Kinds as plain text: what the database driver binds without a lookup per row.
+_JOINED: typing.Final = EventKind.JOINED.value
+_REJOINED: typing.Final = EventKind.REJOINED.value
+_ROLE_ADDED: typing.Final = EventKind.ROLE_ADDED.value
+_ROLE_REMOVED: typing.Final = EventKind.ROLE_REMOVED.value
 _MEMBER_FIELDS: typing.Final = (
-    ("nickname", EventKind.NICKNAME_CHANGED),
-    ("premium_since", EventKind.PREMIUM_SINCE_CHANGED),
-    ("communication_disabled_until", EventKind.TIMEOUT_CHANGED),
-    ("pending", EventKind.PENDING_CHANGED),
-    ("flags", EventKind.FLAGS_CHANGED),
-    ("guild_avatar_hash", EventKind.GUILD_AVATAR_CHANGED),
+    ("nickname", EventKind.NICKNAME_CHANGED.value),
+    ("premium_since", EventKind.PREMIUM_SINCE_CHANGED.value),
+    ("communication_disabled_until", EventKind.TIMEOUT_CHANGED.value),
+    ("pending", EventKind.PENDING_CHANGED.value),
+    ("flags", EventKind.FLAGS_CHANGED.value),
+    ("guild_avatar_hash", EventKind.GUILD_AVATAR_CHANGED.value),
 )
 _USER_FIELDS: typing.Final = (
-    ("username", EventKind.USERNAME_CHANGED),
-    ("global_name", EventKind.GLOBAL_NAME_CHANGED),
+    ("username", EventKind.USERNAME_CHANGED.value),
+    ("global_name", EventKind.GLOBAL_NAME_CHANGED.value),
 )
 
 
@@ -130,10 +138,8 @@ def created_events(state: MemberState) -> list[MemberEvent]:
     Only called once the guild has been reconciled in full before; the first sync writes nothing.
     """
     user_id = state.user_id
-    events = [MemberEvent(user_id=user_id, kind=EventKind.JOINED)]
-    events.extend(
-        MemberEvent(user_id=user_id, kind=EventKind.ROLE_ADDED, role_id=role_id) for role_id in sorted(state.role_ids)
-    )
+    events = [MemberEvent(user_id, _JOINED)]
+    events.extend(MemberEvent(user_id, _ROLE_ADDED, None, None, role_id) for role_id in sorted(state.role_ids))
     return events
 
 
@@ -150,24 +156,22 @@ def change_events(change: MemberChange, *, rejoined: bool) -> list[MemberEvent]:
     old = change.previous
     events: list[MemberEvent] = []
     if rejoined:
-        events.append(MemberEvent(user_id=user_id, kind=EventKind.REJOINED))
+        events.append(MemberEvent(user_id, _REJOINED))
     if old is not None:
         fields = (*_USER_FIELDS, *_MEMBER_FIELDS) if change.user_changed else _MEMBER_FIELDS
         for name, kind in fields:
             before = getattr(old, name)
             after = getattr(new, name)
             if before != after:
-                events.append(
-                    MemberEvent(user_id=user_id, kind=kind, old_value=event_text(before), new_value=event_text(after))
-                )
+                events.append(MemberEvent(user_id, kind, event_text(before), event_text(after)))
     if rejoined:
         added = sorted(new.role_ids)
         removed: list[int] = []
     else:
         added = sorted(change.roles_added)
         removed = sorted(change.roles_removed)
-    events.extend(MemberEvent(user_id=user_id, kind=EventKind.ROLE_REMOVED, role_id=r) for r in removed)
-    events.extend(MemberEvent(user_id=user_id, kind=EventKind.ROLE_ADDED, role_id=r) for r in added)
+    events.extend(MemberEvent(user_id, _ROLE_REMOVED, None, None, r) for r in removed)
+    events.extend(MemberEvent(user_id, _ROLE_ADDED, None, None, r) for r in added)
     return events
 
 

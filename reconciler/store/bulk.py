@@ -642,8 +642,8 @@ class SqliteBulk(BulkBackend):
                 steps.append(("one", self._LEFT_EVENTS, (*origin, among)))
                 steps.append(("one", self._LEFT_ROLE_EVENTS, (*origin, among)))
             if history.events:
-                rows = [(e.user_id, e.kind.value, e.old_value, e.new_value, e.role_id) for e in history.events]
-                steps.extend(self._steps([(self._EVENTS, origin, rows)]))
+                # MemberEvent is a tuple in the statement's column order: bound as it is.
+                steps.extend(self._steps([(self._EVENTS, origin, list(history.events))]))
         if batch.leaves:
             steps.extend(self._steps([(self._LEAVE, (stamp, guild_id), [(u,) for u in batch.leaves])]))
         return PreparedBatch(steps=steps)
@@ -661,7 +661,9 @@ class SqliteBulk(BulkBackend):
         # The number of role links differs in every batch, so their last statement would be compiled
         # anew each time (10 ms for thousands of rows: 2 s of a cold sync of 1M members); a repeated
         # link is a no-op there (ON CONFLICT DO NOTHING), so that statement is padded to a round size.
-        per = statement.per_statement
+        # Events come in every count too and cannot be padded (no key to make a repeat a no-op): they go
+        # in statements of _PAD_TO rows, compiled once, and a shorter last one.
+        per = _PAD_TO if statement is self._EVENTS else statement.per_statement
         for start in range(0, len(rows), per):
             part = rows[start : start + per]
             if statement is self._ADD_LINKS and len(part) > _PAD_TO:
@@ -1012,7 +1014,7 @@ class PostgresBulk(BulkBackend):
                 events = history.events
                 columns = (
                     [e.user_id for e in events],
-                    [e.kind.value for e in events],
+                    [str(e.kind) for e in events],
                     [e.old_value for e in events],
                     [e.new_value for e in events],
                     [e.role_id for e in events],

@@ -7,11 +7,14 @@ what they are. A member's first sync is the baseline and writes nothing (see `cr
 from __future__ import annotations
 
 __all__ = [
+    "EVENT_WIDTH",
     "NAME_KINDS",
     "EventKind",
     "EventOrigin",
     "EventSource",
     "MemberEvent",
+    "add_change_events",
+    "add_created_events",
     "change_events",
     "created_events",
     "event_text",
@@ -130,6 +133,7 @@ _USER_FIELDS: typing.Final = (
     ("username", EventKind.USERNAME_CHANGED.value),
     ("global_name", EventKind.GLOBAL_NAME_CHANGED.value),
 )
+_ALL_FIELDS: typing.Final = (*_USER_FIELDS, *_MEMBER_FIELDS)
 
 
 def created_events(state: MemberState) -> list[MemberEvent]:
@@ -137,10 +141,9 @@ def created_events(state: MemberState) -> list[MemberEvent]:
 
     Only called once the guild has been reconciled in full before; the first sync writes nothing.
     """
-    user_id = state.user_id
-    events = [MemberEvent(user_id, _JOINED)]
-    events.extend(MemberEvent(user_id, _ROLE_ADDED, None, None, role_id) for role_id in sorted(state.role_ids))
-    return events
+    flat: list[typing.Any] = []
+    add_created_events(flat, state)
+    return _grouped(flat)
 
 
 def change_events(change: MemberChange, *, rejoined: bool) -> list[MemberEvent]:
@@ -151,28 +154,55 @@ def change_events(change: MemberChange, *, rejoined: bool) -> list[MemberEvent]:
     the stored links say. Username and global name are user-level: recorded once, in the guild whose
     run observed the change (the `users` row is shared, so no other guild sees it change).
     """
+    flat: list[typing.Any] = []
+    add_change_events(flat, change, rejoined=rejoined)
+    return _grouped(flat)
+
+
+EVENT_WIDTH: typing.Final = len(MemberEvent._fields)
+"""Values per event in the flat form: user_id, kind, old_value, new_value, role_id."""
+
+
+def _grouped(flat: list[typing.Any]) -> list[MemberEvent]:
+    return [MemberEvent(*flat[i : i + EVENT_WIDTH]) for i in range(0, len(flat), EVENT_WIDTH)]
+
+
+def add_created_events(flat: list[typing.Any], state: MemberState) -> None:
+    """`created_events`, appended to `flat` as plain values (`EVENT_WIDTH` per event).
+
+    The store's form: a drift run writes tens of thousands of events, and an object per event is
+    work for Python's collector, which walks the whole (million-member) heap now and then.
+    """
+    user_id = state.user_id
+    flat += (user_id, _JOINED, None, None, None)
+    for role_id in sorted(state.role_ids):
+        flat += (user_id, _ROLE_ADDED, None, None, role_id)
+
+
+def add_change_events(flat: list[typing.Any], change: MemberChange, *, rejoined: bool) -> None:
+    """`change_events`, appended to `flat` as plain values (see `add_created_events`)."""
     user_id = change.user_id
     new = change.state
     old = change.previous
-    events: list[MemberEvent] = []
     if rejoined:
-        events.append(MemberEvent(user_id, _REJOINED))
+        flat += (user_id, _REJOINED, None, None, None)
     if old is not None:
-        fields = (*_USER_FIELDS, *_MEMBER_FIELDS) if change.user_changed else _MEMBER_FIELDS
+        fields = _ALL_FIELDS if change.user_changed else _MEMBER_FIELDS
         for name, kind in fields:
             before = getattr(old, name)
             after = getattr(new, name)
             if before != after:
-                events.append(MemberEvent(user_id, kind, event_text(before), event_text(after)))
+                flat += (user_id, kind, event_text(before), event_text(after), None)
     if rejoined:
-        added = sorted(new.role_ids)
-        removed: list[int] = []
-    else:
-        added = sorted(change.roles_added)
-        removed = sorted(change.roles_removed)
-    events.extend(MemberEvent(user_id, _ROLE_REMOVED, None, None, r) for r in removed)
-    events.extend(MemberEvent(user_id, _ROLE_ADDED, None, None, r) for r in added)
-    return events
+        for role_id in sorted(new.role_ids):
+            flat += (user_id, _ROLE_ADDED, None, None, role_id)
+        return
+    if change.roles_removed:
+        for role_id in sorted(change.roles_removed):
+            flat += (user_id, _ROLE_REMOVED, None, None, role_id)
+    if change.roles_added:
+        for role_id in sorted(change.roles_added):
+            flat += (user_id, _ROLE_ADDED, None, None, role_id)
 
 
 def redact(state: MemberState) -> MemberState:

@@ -37,13 +37,14 @@ import typing
 
 import attrs
 
-from reconciler.domain import MemberChange, MemberState, change_events, created_events, fingerprint
+from reconciler.domain import MemberChange, MemberState, fingerprint
+from reconciler.domain.history import EVENT_WIDTH, add_change_events, add_created_events
 from reconciler.store.connect import AUTOCHECKPOINT, BULK_AUTOCHECKPOINT
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
-    from reconciler.domain import ChangeSet, EventOrigin, MemberEvent
+    from reconciler.domain import ChangeSet, EventOrigin
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -197,26 +198,32 @@ def _in_key_order(kind: str, items: list[typing.Any]) -> list[typing.Any]:
 class BatchHistory:
     """The `member_events` rows of one batch, written in its transaction.
 
-    `events` are those of its created, updated and rejoined members (see `reconciler.domain.history`);
-    the departures' `left` and `role_removed` rows are selected by the database itself from the rows
-    the batch marks left (only it knows which links they hold).
+    `events` holds those of its created, updated and rejoined members (see `reconciler.domain.history`),
+    flat: `EVENT_WIDTH` values per event (user_id, kind, old_value, new_value, role_id), no object per
+    event. The departures' `left` and `role_removed` rows are selected by the database itself from the
+    rows the batch marks left (only it knows which links they hold).
     """
 
     origin: EventOrigin
-    events: Sequence[MemberEvent] = ()
+    events: list[typing.Any] = attrs.field(factory=list[typing.Any])
 
     @classmethod
     def of(cls, batch: MemberBatch, origin: EventOrigin, *, record_joins: bool) -> BatchHistory:
         """The history of `batch`; `record_joins` once the guild has a baseline (a full reconcile)."""
-        events: list[MemberEvent] = []
+        events: list[typing.Any] = []
         if record_joins:
             for state in batch.creates:
-                events.extend(created_events(state))
+                add_created_events(events, state)
         for change in batch.updates:
-            events.extend(change_events(change, rejoined=False))
+            add_change_events(events, change, rejoined=False)
         for change in batch.rejoins:
-            events.extend(change_events(change, rejoined=True))
+            add_change_events(events, change, rejoined=True)
         return cls(origin=origin, events=events)
+
+    @property
+    def count(self) -> int:
+        """How many events `events` holds."""
+        return len(self.events) // EVENT_WIDTH
 
 
 def has_extras(member: MemberState) -> bool:
@@ -642,11 +649,23 @@ class SqliteBulk(BulkBackend):
                 steps.append(("one", self._LEFT_EVENTS, (*origin, among)))
                 steps.append(("one", self._LEFT_ROLE_EVENTS, (*origin, among)))
             if history.events:
-                # MemberEvent is a tuple in the statement's column order: bound as it is.
-                steps.extend(self._steps([(self._EVENTS, origin, list(history.events))]))
+                steps.extend(self._event_steps(origin, history.events))
         if batch.leaves:
             steps.extend(self._steps([(self._LEAVE, (stamp, guild_id), [(u,) for u in batch.leaves])]))
         return PreparedBatch(steps=steps)
+
+    def _event_steps(self, origin: tuple[typing.Any, ...], flat: list[typing.Any]) -> list[tuple[str, str, typing.Any]]:
+        # Statements of _PAD_TO events (compiled once) and a shorter last one; the values are already
+        # flat, in the statement's order: sliced, not rebuilt.
+        if not self.multirow:
+            rows = [(*origin, *flat[i : i + EVENT_WIDTH]) for i in range(0, len(flat), EVENT_WIDTH)]
+            return [("many", self._EVENTS.one, rows)]
+        steps: list[tuple[str, str, typing.Any]] = []
+        chunk = _PAD_TO * EVENT_WIDTH
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            steps.append(("one", self._EVENTS.many(len(part) // EVENT_WIDTH), [*origin, *part]))
+        return steps
 
     def _steps(
         self, writes: list[tuple[_Statement, tuple[typing.Any, ...], list[tuple[typing.Any, ...]]]]
@@ -661,9 +680,7 @@ class SqliteBulk(BulkBackend):
         # The number of role links differs in every batch, so their last statement would be compiled
         # anew each time (10 ms for thousands of rows: 2 s of a cold sync of 1M members); a repeated
         # link is a no-op there (ON CONFLICT DO NOTHING), so that statement is padded to a round size.
-        # Events come in every count too and cannot be padded (no key to make a repeat a no-op): they go
-        # in statements of _PAD_TO rows, compiled once, and a shorter last one.
-        per = _PAD_TO if statement is self._EVENTS else statement.per_statement
+        per = statement.per_statement
         for start in range(0, len(rows), per):
             part = rows[start : start + per]
             if statement is self._ADD_LINKS and len(part) > _PAD_TO:
@@ -1011,14 +1028,8 @@ class PostgresBulk(BulkBackend):
                 steps.append(("execute", self._LEFT_EVENTS, (*origin, leaving)))
                 steps.append(("execute", self._LEFT_ROLE_EVENTS, (*origin, leaving)))
             if history.events:
-                events = history.events
-                columns = (
-                    [e.user_id for e in events],
-                    [str(e.kind) for e in events],
-                    [e.old_value for e in events],
-                    [e.new_value for e in events],
-                    [e.role_id for e in events],
-                )
+                flat = history.events
+                columns = tuple(flat[i::EVENT_WIDTH] for i in range(EVENT_WIDTH))
                 steps.append(("execute", self._EVENTS, (*origin, *columns)))
             steps.append(("execute", self._NOTIFY, ()))
         if batch.leaves:

@@ -95,3 +95,17 @@ def test_an_unknown_user_is_refused_and_nothing_changes(
     assert captured.err.strip() == (f"user {action}: unknown user 123456789: no table holds anything about this id")
     assert main(["user", "export", "7", "--database", url]) == 0
     assert json.loads(capsys.readouterr().out)["tables"]["forgotten_users"] == []
+
+
+def test_a_database_without_the_schema_is_reported_in_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+    code = main(["user", "forget", "7", "--database", empty])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert len(captured.err.strip().splitlines()) == 1
+    assert captured.err.startswith("user forget: database error, nothing was changed:")
+    assert "no such table" in captured.err

@@ -116,8 +116,9 @@ def _subcommand_modules() -> list[_SubcommandModule]:
     from reconciler import runner  # noqa: PLC0415
     from reconciler.demo import cli as demo_cli  # noqa: PLC0415
     from reconciler.store import cli as store_cli  # noqa: PLC0415
+    from reconciler.store import user_cli  # noqa: PLC0415
 
-    modules: list[_SubcommandModule] = [runner, store_cli, demo_cli]
+    modules: list[_SubcommandModule] = [runner, store_cli, user_cli, demo_cli]
     try:
         from reconciler.sandbox import standalone  # noqa: PLC0415
     except ImportError:

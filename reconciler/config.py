@@ -201,13 +201,17 @@ class ScheduleSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    """How long the nightly cleanup keeps bookkeeping rows (days; fractions allowed).
+    """What the nightly cleanup deletes or erases by age (days; fractions allowed, so tests can use minutes).
 
-    Bookkeeping only: member, user, role, link and activity rows are never pruned by age here.
+    Bookkeeping (`sync_runs`, `scheduler_slots`) always has an age; member history and the names of
+    long-departed members only when the operator sets one (0 keeps them forever): member data is never
+    pruned silently, and member, user, role, link and activity rows are never deleted here.
     """
 
     sync_runs_days: float = pydantic.Field(default=90.0, gt=0)
     scheduler_slots_days: float = pydantic.Field(default=14.0, gt=0)
+    member_events_days: float = pydantic.Field(default=0.0, ge=0, le=36_500)
+    left_member_days: float = pydantic.Field(default=0.0, ge=0, le=36_500)
 
 
 class ObservabilitySettings(_Section):

@@ -20,6 +20,7 @@ __all__ = [
     "JobOutcome",
     "JobReport",
     "JobSpec",
+    "Retention",
     "Scheduler",
     "default_owner",
     "scheduled_jobs",
@@ -46,6 +47,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from reconciler.cron import crontab_trigger
 from reconciler.domain import ChangeCounts, Scope
+from reconciler.domain.wording import counted
 from reconciler.engine.count_audit import COUNT_AUDIT_KIND, measure_counts, publish_counts
 from reconciler.engine.drift import measure_drift
 from reconciler.engine.planning import GuildNotReadyError
@@ -691,11 +693,13 @@ class _Cleanup:
 
 
 @attrs.define(kw_only=True)
-class _Retention:
-    """The nightly cleanup's bookkeeping step: old `sync_runs` and `scheduler_slots` rows go.
+class Retention:
+    """The nightly cleanup's retention step, once per fire (`[retention]`).
 
-    The latest run of each kind per guild always stays; member, user, role, link and activity rows are
-    never touched here.
+    Bookkeeping always has an age: old `sync_runs` and `scheduler_slots` rows go, but the latest run of
+    each kind per guild always stays. Member history and the names of members who left long ago go
+    only when the operator set an age (0 keeps them). Member, user, role, link and activity rows are
+    never deleted here.
     """
 
     store: Store
@@ -705,16 +709,31 @@ class _Retention:
 
     async def __call__(self) -> str:
         now = self.clock()
-        deleted = await self.store.prune_bookkeeping(
-            runs_before=now - datetime.timedelta(days=self.settings.sync_runs_days),
-            slots_before=now - datetime.timedelta(days=self.settings.scheduler_slots_days),
+        deleted = dict(
+            await self.store.prune_bookkeeping(
+                runs_before=now - datetime.timedelta(days=self.settings.sync_runs_days),
+                slots_before=now - datetime.timedelta(days=self.settings.scheduler_slots_days),
+            )
         )
+        if self.settings.member_events_days:
+            deleted["member_events"] = await self.store.prune_member_events(
+                before=now - datetime.timedelta(days=self.settings.member_events_days)
+            )
+        erased = 0
+        if self.settings.left_member_days:
+            erased = await self.store.erase_left_names(
+                left_before=now - datetime.timedelta(days=self.settings.left_member_days)
+            )
         for table, rows in deleted.items():
             self.metrics.retention_deleted.labels(table=table).inc(rows)
         _LOGGER.info(
-            "retention pruned bookkeeping", extra={f"{table}_deleted": rows for table, rows in deleted.items()}
+            "retention pruned bookkeeping",
+            extra={**{f"{table}_deleted": rows for table, rows in deleted.items()}, "left_names_erased": erased},
         )
-        return ", ".join(f"{rows} {table} rows pruned" for table, rows in deleted.items())
+        summary = [f"{counted(rows, table + ' row')} pruned" for table, rows in deleted.items()]
+        if self.settings.left_member_days:
+            summary.append(f"names erased in {counted(erased, 'row')} of departed members")
+        return ", ".join(summary)
 
 
 def scheduled_jobs(
@@ -783,6 +802,6 @@ def scheduled_jobs(
             trigger=crontab_trigger(settings.cleanup_cron, settings.timezone),
             concurrency=_CLEANUP_CONCURRENCY,
             work=_Cleanup(queue=queue, days=sync.inactive_days),
-            after=_Retention(store=store, settings=retention, metrics=metrics, clock=clock),
+            after=Retention(store=store, settings=retention, metrics=metrics, clock=clock),
         ),
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.domain import Scope
-from reconciler.engine.runs import RunKind, SyncRequest, Trigger, merge_requests
+from reconciler.domain import EventOrigin, EventSource, Scope
+from reconciler.engine.runs import RunKind, SyncRequest, Trigger, event_origin, merge_requests
 
 
 def _gateway(*user_ids: int, left: bool = False, at: float = 1.0) -> SyncRequest:
@@ -62,3 +62,23 @@ def test_requests_of_different_guilds_do_not_merge() -> None:
     other = SyncRequest(guild_id=8, scope=Scope.everything(), trigger=Trigger.STARTUP)
     with pytest.raises(ValueError, match="cannot merge"):
         merge_requests([_gateway(1), other])
+
+
+@pytest.mark.parametrize(
+    ("trigger", "kind", "source"),
+    [
+        (Trigger.GATEWAY, RunKind.USERS, EventSource.GATEWAY),
+        (Trigger.GATEWAY, RunKind.ROLES, EventSource.GATEWAY),
+        (Trigger.SCHEDULE, RunKind.CLEANUP, EventSource.REPAIR),
+        (Trigger.SCHEDULE, RunKind.USERS, EventSource.REPAIR),
+        (Trigger.COMMAND, RunKind.FULL, EventSource.REPAIR),
+        (Trigger.STARTUP, RunKind.FULL, EventSource.REPAIR),
+        (Trigger.SCHEDULE, RunKind.RELIST, EventSource.RELIST),
+    ],
+)
+def test_a_runs_history_source_follows_its_trigger_and_kind(
+    trigger: Trigger, kind: RunKind, source: EventSource
+) -> None:
+    request = SyncRequest(guild_id=1, scope=Scope.everything(), trigger=trigger, kind=kind)
+
+    assert event_origin(request, 42) == EventOrigin(source=source, run_id=42)

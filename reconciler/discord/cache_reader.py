@@ -42,6 +42,11 @@ def member_state(member: hikari.Member, known_roles: Container[int]) -> MemberSt
         nickname=member.nickname,
         joined_at=member.joined_at,
         role_ids=frozenset(int(r) for r in member.role_ids if r != guild_id and r in known_roles),
+        premium_since=member.premium_since,
+        communication_disabled_until=member.raw_communication_disabled_until,
+        pending=member.is_pending is True,
+        flags=int(member.guild_flags),
+        guild_avatar_hash=member.guild_avatar_hash,
     )
 
 
@@ -197,6 +202,11 @@ def _states_from_records(
             nickname=data.nickname,
             joined_at=data.joined_at,
             role_ids=_known(frozenset(map(role_id, data.role_ids))),
+            premium_since=data.premium_since,
+            communication_disabled_until=data.raw_communication_disabled_until,
+            pending=data.is_pending is True,
+            flags=int(data.guild_flags),
+            guild_avatar_hash=data.guild_avatar_hash,
         )
     return members
 

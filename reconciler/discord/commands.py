@@ -19,7 +19,7 @@ import typing
 import arc
 import hikari
 
-from reconciler.discord.replies import GuildStats, progress_text, report_embed, stats_embed
+from reconciler.discord.replies import GuildStats, member_embed, progress_text, report_embed, stats_embed
 from reconciler.domain import Scope
 from reconciler.domain.health import judge
 from reconciler.engine.runs import RunKind, SyncRequest, Trigger
@@ -146,12 +146,19 @@ class SyncCommands:
         )
         await self._run(ctx, request, "Full sync")
 
-    async def stats(self, ctx: arc.GatewayContext) -> None:
+    async def stats(self, ctx: arc.GatewayContext, *, user: hikari.User | None = None) -> None:
         guild_id = await self._admitted_guild(ctx)
         if guild_id is None:
             return
         await ctx.defer(flags=self._flags)
         now = self._clock()
+        if user is not None:
+            record = await self._queries.member_record(guild_id, int(user.id), now=now)
+            if record is None:
+                await ctx.edit_initial_response(f"No record of <@{int(user.id)}> in this server's database yet.")
+                return
+            await ctx.edit_initial_response(content=None, embed=member_embed(record, now=now))
+            return
         stats = await self._gather_stats(guild_id, now)
         await ctx.edit_initial_response(content=None, embed=stats_embed(stats, now=now))
 
@@ -324,8 +331,11 @@ def register_sync_commands(client: arc.GatewayClient, handlers: SyncCommands, se
 
     @group.include
     @arc.slash_subcommand("stats", "Discord vs database, drift, activity and health")
-    async def sync_stats(ctx: arc.GatewayContext) -> None:  # pyright: ignore[reportUnusedFunction]
-        await handlers.stats(ctx)
+    async def sync_stats(  # pyright: ignore[reportUnusedFunction]
+        ctx: arc.GatewayContext,
+        user: arc.Option[hikari.User | None, arc.UserParams("Show this member's record and history")] = None,
+    ) -> None:
+        await handlers.stats(ctx, user=user)
 
     @group.include
     @arc.slash_subcommand("full", "Users, roles and cleanup in one run")

@@ -6,7 +6,7 @@ subcommand produced it.
 
 from __future__ import annotations
 
-__all__ = ["GuildStats", "progress_text", "report_embed", "stats_embed"]
+__all__ = ["GuildStats", "member_embed", "progress_text", "report_embed", "stats_embed"]
 
 import typing
 
@@ -22,7 +22,7 @@ if typing.TYPE_CHECKING:
 
     from reconciler.domain.health import DriftCounts, Verdict
     from reconciler.engine.runs import RunProgress, RunReport
-    from reconciler.store.api import StoreStats, SyncRun
+    from reconciler.store.api import HistoryEntry, MemberRecord, StoreStats, SyncRun
 
 _COLOURS: typing.Final = {
     Outcome.SUCCESS: hikari.Color(0x2ECC71),
@@ -145,4 +145,45 @@ def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
         for kind, run in sorted(stats.last_runs.items())
     ]
     embed.add_field(name="Last runs", value="\n".join(runs) or "none yet", inline=False)
+    return embed
+
+
+def _stamp(moment: datetime.datetime | None) -> str:
+    # Discord renders <t:...> in each reader's own time zone.
+    return "—" if moment is None else f"<t:{int(moment.timestamp())}:f>"
+
+
+def _event_line(entry: HistoryEntry) -> str:
+    if entry.role_id is not None:
+        what = f"{entry.kind} <@&{entry.role_id}>"
+    elif entry.old_value is not None or entry.new_value is not None:
+        what = f"{entry.kind}: `{entry.old_value or '—'}` → `{entry.new_value or '—'}`"
+    else:
+        what = entry.kind
+    run = f" #{entry.run_id}" if entry.run_id is not None else ""
+    return f"{_stamp(entry.observed_at)} {what[:150]} ({entry.source}{run})"
+
+
+def member_embed(record: MemberRecord, *, now: datetime.datetime) -> hikari.Embed:
+    """`/sync stats user:`: one member's record as the replica holds it, and its newest history."""
+    name = record.nickname or record.global_name or record.username or str(record.user_id)
+    embed = hikari.Embed(title=f"Member record: {name[:200]}", description=f"<@{record.user_id}> · `{record.user_id}`")
+    embed.add_field(name="Status", value=record.status, inline=True)
+    embed.add_field(name="Joined", value=_stamp(record.joined_at), inline=True)
+    embed.add_field(name="First seen", value=_stamp(record.first_seen_at), inline=True)
+    embed.add_field(name="Last seen", value=_stamp(record.last_seen_at), inline=True)
+    if record.left_at is not None:
+        embed.add_field(name="Left", value=_stamp(record.left_at), inline=True)
+    embed.add_field(name="Messages", value=f"7 d {record.messages_7d:,} · 30 d {record.messages_30d:,}", inline=True)
+    roles = " ".join(f"<@&{role_id}>" for role_id in record.role_ids)
+    embed.add_field(name="Roles", value=roles[:1000] or "none", inline=False)
+    boosting = "no" if record.premium_since is None else f"since {_stamp(record.premium_since)}"
+    timeout = record.communication_disabled_until
+    timed_out = f"until {_stamp(timeout)}" if timeout is not None and timeout > now else "no"
+    embed.add_field(name="Boosting", value=boosting, inline=True)
+    embed.add_field(name="Timed out", value=timed_out, inline=True)
+    if record.pending:
+        embed.add_field(name="Screening", value="pending", inline=True)
+    lines = [_event_line(entry) for entry in record.recent_events]
+    embed.add_field(name="History (newest first)", value="\n".join(lines)[:1024] or "no event yet", inline=False)
     return embed

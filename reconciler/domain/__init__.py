@@ -7,10 +7,14 @@ __all__ = [
     "ActivityDelta",
     "ChangeCounts",
     "ChangeSet",
+    "EventKind",
+    "EventOrigin",
+    "EventSource",
     "FingerprintComparison",
     "FingerprintMemo",
     "GuildSnapshot",
     "MemberChange",
+    "MemberEvent",
     "MemberState",
     "MemberStatus",
     "RoleState",
@@ -20,11 +24,14 @@ __all__ = [
     "StoredRole",
     "StoredSnapshot",
     "apply_to",
+    "change_events",
     "compare_fingerprints",
+    "created_events",
     "dirty_user_ids",
     "fingerprint",
     "merge_activity",
     "plan_changes",
+    "redact",
 ]
 
 from reconciler.domain.activity import ActivityDelta, merge_activity
@@ -37,6 +44,15 @@ from reconciler.domain.fingerprints import (
     compare_fingerprints,
     dirty_user_ids,
     fingerprint,
+)
+from reconciler.domain.history import (
+    EventKind,
+    EventOrigin,
+    EventSource,
+    MemberEvent,
+    change_events,
+    created_events,
+    redact,
 )
 from reconciler.domain.state import (
     GuildSnapshot,

@@ -63,6 +63,9 @@ class MemberChange:
     user_changed: bool = True
     """Whether the user's own fields (username, global name, avatar, bot flag) differ: if not, the
     store leaves the shared `users` row alone."""
+    previous: MemberState | None = attrs.field(default=None, eq=False, repr=False)
+    """The stored state this change replaces (for the member's history); None when not known.
+    Not part of the change's value: two changes that write the same thing are equal."""
 
     @property
     def user_id(self) -> int:
@@ -189,7 +192,7 @@ def plan_changes(desired: GuildSnapshot, actual: StoredSnapshot, *, force: bool 
         have = row.state
         if row.status is not MemberStatus.LEFT and have == want:
             if force:
-                updates.append(MemberChange(state=want, user_changed=True))
+                updates.append(MemberChange(state=want, user_changed=True, previous=have))
                 rewritten += 1
             else:
                 unchanged += 1
@@ -206,7 +209,9 @@ def plan_changes(desired: GuildSnapshot, actual: StoredSnapshot, *, force: bool 
             or have.avatar_hash != want.avatar_hash
             or have.is_bot != want.is_bot
         )
-        change = MemberChange(state=want, roles_added=added, roles_removed=removed, user_changed=user_changed)
+        change = MemberChange(
+            state=want, roles_added=added, roles_removed=removed, user_changed=user_changed, previous=have
+        )
         (rejoins if row.status is MemberStatus.LEFT else updates).append(change)
 
     for user_id, row in scope.select(stored):

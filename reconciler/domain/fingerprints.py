@@ -28,16 +28,20 @@ if typing.TYPE_CHECKING:
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
-FINGERPRINT_VERSION: typing.Final = 2
+FINGERPRINT_VERSION: typing.Final = 3
 """Bumped when the encoding changes; old stored fingerprints then differ and get rewritten once.
 
 2: role ids enter as Python's hash of their frozenset (fixed for integers, unlike the hash of text),
-not as the sorted ids: a quarter of the digest's cost, which a first reconcile pays per member."""
+not as the sorted ids: a quarter of the digest's cost, which a first reconcile pays per member.
+3: the member fields admins ask about enter (boost, timeout, screening, member flags, guild avatar);
+a member without any of them set is encoded with one byte more than in version 2."""
 
 _NONE: typing.Final = "\x00"
 _SEP: typing.Final = "\x1f"
 _PREFIX: typing.Final = bytes([FINGERPRINT_VERSION])
 _PACK_FLAGS: typing.Final = struct.Struct("<??dq").pack
+_PACK_EXTRAS: typing.Final = struct.Struct("<??d?dq").pack
+_NO_EXTRAS: typing.Final = b"\x00"
 _BLAKE2B: typing.Final = hashlib.blake2b
 
 
@@ -75,8 +79,26 @@ def _digest(member: MemberState) -> int:
         0.0 if joined_at is None else joined_at.timestamp(),
         hash(member.role_ids),
     )
-    data = _PREFIX + text.encode("utf-8", "surrogatepass") + flags
+    data = _PREFIX + text.encode("utf-8", "surrogatepass") + flags + _extras(member)
     return int.from_bytes(_BLAKE2B(data, digest_size=8).digest(), "little", signed=True)
+
+
+def _extras(member: MemberState) -> bytes:
+    # Most members have none of these set: one byte for them, no packing, no extra hashing.
+    premium = member.premium_since
+    timeout = member.communication_disabled_until
+    avatar = member.guild_avatar_hash
+    if premium is None and timeout is None and not member.pending and not member.flags and avatar is None:
+        return _NO_EXTRAS
+    packed = _PACK_EXTRAS(
+        member.pending,
+        premium is None,
+        0.0 if premium is None else premium.timestamp(),
+        timeout is None,
+        0.0 if timeout is None else timeout.timestamp(),
+        member.flags,
+    )
+    return b"\x01" + packed + (b"" if avatar is None else avatar.encode("utf-8", "surrogatepass"))
 
 
 @attrs.define(frozen=True, kw_only=True, slots=True)

@@ -43,7 +43,8 @@ class MemberState:
     """Everything the replica keeps about one member of one guild, as Discord reports it.
 
     `joined_at` is a timezone-aware datetime (UTC); `role_ids` excludes the guild's @everyone role,
-    as Discord does.
+    as Discord does. The fields after `role_ids` are the ones admins ask about (boost, timeout,
+    screening, member flags, guild avatar); they are stored and fingerprinted like the others.
     """
 
     user_id: int
@@ -54,6 +55,16 @@ class MemberState:
     nickname: str | None = None
     joined_at: datetime.datetime | None = None
     role_ids: frozenset[int] = frozenset()
+    premium_since: datetime.datetime | None = None
+    """Since when the member boosts the guild (None: not boosting)."""
+    communication_disabled_until: datetime.datetime | None = None
+    """Until when the member is timed out, as Discord sends it (may lie in the past)."""
+    pending: bool = False
+    """Has not passed membership screening yet."""
+    flags: int = 0
+    """The guild member flags bit set (DID_REJOIN 1<<0, COMPLETED_ONBOARDING 1<<1, ...)."""
+    guild_avatar_hash: str | None = None
+    """The member's guild-specific avatar (None: the user's avatar is shown)."""
     # Memo for `fingerprint()`: the same desired state is fingerprinted once when the engine looks for
     # dirty members and reused when the store writes it. Not part of the value (no eq/hash/repr).
     _fingerprint: int | None = attrs.field(default=None, init=False, eq=False, repr=False, hash=False)

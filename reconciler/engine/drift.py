@@ -17,6 +17,7 @@ import attrs
 
 from reconciler.domain import ChangeCounts, Scope, plan_changes
 from reconciler.domain.health import DriftCounts
+from reconciler.engine.forgetting import forgetting
 from reconciler.engine.planning import GuildNotReadyError
 
 if typing.TYPE_CHECKING:
@@ -91,6 +92,8 @@ async def measure_drift(
     token = desired.ready_token(guild_id)
     if token is None:
         raise GuildNotReadyError(guild_id)
+    # Forgotten users are compared as the runs write them: without their names.
+    desired = forgetting(desired, await store.forgotten_users())
     cached = desired.snapshot(guild_id, _MEMBERS_ONLY)
     stored_present = (await store.load_fingerprints(guild_id, _MEMBERS_ONLY)).fingerprints
     candidates = sorted(cached.members.keys() | stored_present.keys())

@@ -16,7 +16,7 @@ if typing.TYPE_CHECKING:
     from reconciler.engine.planning import DesiredState
     from reconciler.engine.reconcile import Reconciler
     from reconciler.observability.metrics import Metrics
-    from reconciler.store.api import Store, StoreStats, SyncRun
+    from reconciler.store.api import MemberRecord, Store, StoreStats, SyncRun
 
 
 class GuildQueries:
@@ -47,3 +47,7 @@ class GuildQueries:
 
     async def last_runs(self, guild_id: int) -> Mapping[str, SyncRun]:
         return await self._store.last_runs(guild_id)
+
+    async def member_record(self, guild_id: int, user_id: int, *, now: datetime.datetime) -> MemberRecord | None:
+        """One member's row, roles, message counts and last 10 history events; None if never stored."""
+        return await self._store.member_record(guild_id, user_id, now=now, events=10)

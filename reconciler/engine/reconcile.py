@@ -20,15 +20,16 @@ import typing
 import attrs
 
 from reconciler.domain import ChangeCounts, FingerprintMemo
+from reconciler.engine.forgetting import forgetting
 from reconciler.engine.planning import DesiredState, GuildNotReadyError, PlanProgress, plan_slices, survey
-from reconciler.engine.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger
+from reconciler.engine.runs import Outcome, RunProgress, RunReport, SyncRequest, Trigger, event_origin
 from reconciler.observability.metrics import DRIFT_KINDS
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from reconciler.config import SyncSettings
-    from reconciler.domain import ChangeSet, MemberState
+    from reconciler.domain import ChangeSet, EventOrigin, MemberState
     from reconciler.engine.planning import Survey
     from reconciler.engine.runs import ProgressListener
     from reconciler.observability.metrics import Metrics
@@ -150,7 +151,7 @@ class Reconciler:
             async with self.guild_lock(guild_id), self._store.guild_lock(guild_id):
                 if progress is not None:
                     await progress(state)
-                report = await self._reconcile(request, report_progress)
+                report = await self._reconcile(request, report_progress, event_origin(request, run_id))
         except GuildNotReadyError:
             report = RunReport(
                 guild_id=guild_id,
@@ -187,12 +188,17 @@ class Reconciler:
             filling.add_done_callback(self._filling.discard)
 
     async def _reconcile(
-        self, request: SyncRequest, report_progress: Callable[[int, int, str], Awaitable[None]]
+        self,
+        request: SyncRequest,
+        report_progress: Callable[[int, int, str], Awaitable[None]],
+        origin: EventOrigin,
     ) -> RunReport:
         guild_id = request.guild_id
         full_rows = request.force or request.verify
         started = time.monotonic()
-        surveyed = await survey(self._desired, self._store, guild_id, request.scope, full_rows=full_rows)
+        # Read each run: `reconciler user forget` may have run in another process since the last one.
+        desired = forgetting(self._desired, await self._store.forgotten_users())
+        surveyed = await survey(desired, self._store, guild_id, request.scope, full_rows=full_rows)
         self._metrics.db_latency.labels(operation="load_fingerprints").observe(time.monotonic() - started)
         refusal = self._guard(request, surveyed)
         if refusal is not None:
@@ -206,7 +212,7 @@ class Reconciler:
                 counts=ChangeCounts(left=len(surveyed.departures)),
                 reason=refusal,
             )
-        result, stopped = await self._write_slices(request, surveyed, report_progress)
+        result, stopped = await self._write_slices(request, surveyed, report_progress, desired, origin)
         counts, errors, sample = result.counts, result.errors, result.error_sample
         if isinstance(stopped, GuildNotReadyError):
             return RunReport(
@@ -227,7 +233,7 @@ class Reconciler:
         if request.cleanup_days is not None:
             await report_progress(len(surveyed.candidates), len(surveyed.candidates), "cleanup")
             cutoff = self._clock() - datetime.timedelta(days=request.cleanup_days)
-            inactive = await self._store.mark_inactive(guild_id, cutoff=cutoff)
+            inactive = await self._store.mark_inactive(guild_id, cutoff=cutoff, origin=origin)
             links_pruned = await self._store.prune_deleted_role_links(guild_id)
             if inactive:
                 self._metrics.changes_applied.labels(guild=str(guild_id), kind="member_inactive").inc(inactive)
@@ -248,6 +254,8 @@ class Reconciler:
         request: SyncRequest,
         surveyed: Survey,
         report_progress: Callable[[int, int, str], Awaitable[None]],
+        desired: DesiredState,
+        origin: EventOrigin,
     ) -> tuple[ApplyResult, Exception | None]:
         """Compare the scope slice by slice and write each slice while the next is compared.
 
@@ -263,7 +271,7 @@ class Reconciler:
 
         async def parts() -> AsyncGenerator[ChangeSet, None]:
             planned = plan_slices(
-                self._desired,
+                desired,
                 self._store,
                 surveyed,
                 memo=memo,
@@ -286,7 +294,7 @@ class Reconciler:
 
         started = time.monotonic()
         async with contextlib.aclosing(parts()) as stream:
-            result = await self._store.apply_stream(guild_id, stream, on_progress=written)
+            result = await self._store.apply_stream(guild_id, stream, on_progress=written, origin=origin)
         self._metrics.db_latency.labels(operation="apply").observe(time.monotonic() - started)
         self._count_changes(guild_id, result.counts)
         if stopped:

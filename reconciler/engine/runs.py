@@ -15,6 +15,7 @@ __all__ = [
     "RunReport",
     "SyncRequest",
     "Trigger",
+    "event_origin",
     "merge_requests",
 ]
 
@@ -24,7 +25,7 @@ import typing
 
 import attrs
 
-from reconciler.domain import ChangeCounts, Scope
+from reconciler.domain import ChangeCounts, EventOrigin, EventSource, Scope
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -272,3 +273,18 @@ class RunReport:
     def skipped(self) -> int:
         """Members left as they were because they already matched (the report's 'skipped')."""
         return self.counts.unchanged
+
+
+def event_origin(request: SyncRequest, run_id: int | None) -> EventOrigin:
+    """The source the run's history events carry (documented in docs/schema.md, `member_events`).
+
+    The run after a relist: `relist`. A run asked for only by gateway events: `gateway` (its changes
+    are what the events announced). Anything else (schedule, command, start-up) found the changes
+    by looking: `repair`. A gateway run has no `sync_runs` row while it runs (it is summed into its
+    period's row when it ends), so `run_id` is None there.
+    """
+    if request.kind is RunKind.RELIST:
+        return EventOrigin(source=EventSource.RELIST, run_id=run_id)
+    if request.trigger is Trigger.GATEWAY:
+        return EventOrigin(source=EventSource.GATEWAY, run_id=run_id)
+    return EventOrigin(source=EventSource.REPAIR, run_id=run_id)

@@ -50,7 +50,7 @@ SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup", "count_audit
 # What the count audit compares: member difference, roles whose holders differ, role membership difference.
 COUNT_AUDIT_KINDS: typing.Final = COUNT_MISMATCH_KINDS
 # Tables the nightly retention prunes (the `table` label of reconciler_retention_deleted_rows_total).
-RETENTION_TABLES: typing.Final = ("sync_runs", "scheduler_slots")
+RETENTION_TABLES: typing.Final = ("sync_runs", "scheduler_slots", "member_events")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
 
 # Labels a child's samples carry beyond the metric's own labels (a histogram's bucket bound).

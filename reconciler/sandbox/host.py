@@ -17,7 +17,7 @@ if typing.TYPE_CHECKING:
     from reconciler.sandbox.commands import CommandRegistry
     from reconciler.sandbox.interactions import InteractionRecord, Interactions
     from reconciler.sandbox.settings import BotIdentity, Faults, SandboxSettings
-    from reconciler.sandbox.state import GroundTruth, Unset
+    from reconciler.sandbox.state import GroundTruth, MemberFields, Unset
     from reconciler.sandbox.stats import SandboxStats
     from reconciler.sandbox.views import ChannelInfo, GuildInfo, MemberInfo, RoleInfo
 
@@ -137,6 +137,7 @@ class ScenarioHost(typing.Protocol):
         username: str | Unset = ...,
         global_name: str | Unset | None = ...,
         avatar: str | Unset | None = ...,
+        fields: MemberFields | None = ...,
     ) -> None: ...
 
     async def remove_member(self, guild_id: int, user_id: int) -> None: ...

@@ -77,16 +77,16 @@ def own_user_obj(user: state.User) -> JSON:
 def member_obj(member: state.Member, *, with_user: bool = True) -> JSON:
     """Guild member object; role ids, never role objects."""
     payload: JSON = {
-        "avatar": None,
+        "avatar": member.avatar,
         "banner": None,
-        "communication_disabled_until": None,
+        "communication_disabled_until": member.communication_disabled_until,
         "deaf": False,
-        "flags": 0,
+        "flags": member.flags,
         "joined_at": member.joined_at,
         "mute": False,
         "nick": member.nick,
-        "pending": False,
-        "premium_since": None,
+        "pending": member.pending,
+        "premium_since": member.premium_since,
         "roles": [str(r) for r in member.roles],
     }
     if with_user:

@@ -367,13 +367,17 @@ class DiscordSandbox:
         username: str | Unset = UNSET,
         global_name: str | Unset | None = UNSET,
         avatar: str | Unset | None = UNSET,
+        fields: state.MemberFields | None = None,
     ) -> None:
-        """Change a member (GUILD_MEMBER_UPDATE); a user change is announced in every guild of the user."""
+        """Change a member (GUILD_MEMBER_UPDATE); a user change is announced in every guild of the user.
+
+        `fields` changes boost, timeout, screening, member flags and guild avatar, as Discord does.
+        """
         self.truth.member(guild_id, user_id)
         guild_ids = [guild_id]
         if not (isinstance(username, Unset) and isinstance(global_name, Unset) and isinstance(avatar, Unset)):
             guild_ids = self.truth.update_user(user_id, username=username, global_name=global_name, avatar=avatar)
-        member = self.truth.update_member(guild_id, user_id, nick=nick, roles=roles)
+        member = self.truth.update_member(guild_id, user_id, nick=nick, roles=roles, fields=fields)
         for gid in guild_ids:
             changed = member if gid == guild_id else self.truth.member(gid, user_id)
             self._member_event("GUILD_MEMBER_UPDATE", gid, changed)
@@ -388,10 +392,18 @@ class DiscordSandbox:
         username: str | Unset = UNSET,
         global_name: str | Unset | None = UNSET,
         avatar: str | Unset | None = UNSET,
+        fields: state.MemberFields | None = None,
     ) -> None:
         """`update_member_nowait`, then wait until the event is on the wire."""
         self.update_member_nowait(
-            guild_id, user_id, nick=nick, roles=roles, username=username, global_name=global_name, avatar=avatar
+            guild_id,
+            user_id,
+            nick=nick,
+            roles=roles,
+            username=username,
+            global_name=global_name,
+            avatar=avatar,
+            fields=fields,
         )
         await self.flush()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["routes"]
 
+import datetime
 import logging
 import time
 import typing
@@ -12,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from reconciler.sandbox import state
-from reconciler.sandbox.state import UNSET
+from reconciler.sandbox.state import UNSET, Unset
 
 if typing.TYPE_CHECKING:
     from reconciler.sandbox import views
@@ -74,7 +75,55 @@ def _member(info: views.MemberInfo) -> JSON:
         "nick": info.nick,
         "joined_at": info.joined_at.isoformat(),
         "roles": [str(r) for r in info.role_ids],
+        "premium_since": None if info.premium_since is None else info.premium_since.isoformat(),
+        "communication_disabled_until": (
+            None if info.communication_disabled_until is None else info.communication_disabled_until.isoformat()
+        ),
+        "pending": info.pending,
+        "flags": info.flags,
+        "guild_avatar": info.guild_avatar,
     }
+
+
+def _time_or_unset(body: JSON, key: str) -> datetime.datetime | Unset | None:
+    if key not in body:
+        return UNSET
+    value = body[key]
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _BadRequestError(f"{key} must be an ISO 8601 time with a zone, or null")
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise _BadRequestError(f"{key} must be an ISO 8601 time with a zone, or null") from None
+    if parsed.tzinfo is None:
+        raise _BadRequestError(f"{key} must be an ISO 8601 time with a zone, or null")
+    return parsed
+
+
+def _member_fields(body: JSON) -> state.MemberFields | None:
+    keys = ("premium_since", "communication_disabled_until", "pending", "flags", "guild_avatar")
+    if not any(key in body for key in keys):
+        return None
+    pending = body.get("pending", UNSET)
+    if not isinstance(pending, bool | Unset):
+        raise _BadRequestError("pending must be true or false")
+    flags = body.get("flags", UNSET)
+    if not isinstance(flags, Unset) and (
+        isinstance(flags, bool) or not isinstance(flags, int) or not 0 <= flags < 2**31
+    ):
+        raise _BadRequestError("flags must be a non-negative 31-bit integer")
+    guild_avatar = body.get("guild_avatar", UNSET)
+    if not isinstance(guild_avatar, str | Unset) and guild_avatar is not None:
+        raise _BadRequestError("guild_avatar must be a string or null")
+    return state.MemberFields(
+        premium_since=_time_or_unset(body, "premium_since"),
+        communication_disabled_until=_time_or_unset(body, "communication_disabled_until"),
+        pending=pending,
+        flags=flags,
+        guild_avatar=guild_avatar,
+    )
 
 
 def _role(info: views.RoleInfo) -> JSON:
@@ -193,6 +242,7 @@ def routes(sb: ScenarioHost) -> list[web.RouteDef]:
             username=body.get("username", UNSET),
             global_name=body.get("global_name", UNSET),
             avatar=body.get("avatar", UNSET),
+            fields=_member_fields(body),
         )
         return _reply(_member(sb.member(guild_id, user_id)))
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "DID_REJOIN",
     "UNSET",
     "Channel",
     "GroundTruth",
     "Guild",
     "Member",
+    "MemberFields",
     "Role",
     "UnknownEntityError",
     "Unset",
@@ -16,6 +18,7 @@ __all__ = [
 
 import bisect
 import dataclasses
+import datetime
 import enum
 import logging
 import typing
@@ -83,7 +86,56 @@ class Member:
     nick: str | None = None
     joined_at: str
     roles: tuple[int, ...] = ()
+    premium_since: str | None = None
+    """ISO 8601, as Discord sends it: since when the member boosts (None: not boosting)."""
+    communication_disabled_until: str | None = None
+    """ISO 8601: until when the member is timed out (None: not timed out)."""
+    pending: bool = False
+    """Has not passed membership screening yet."""
+    flags: int = 0
+    """Guild member flags (DID_REJOIN 1<<0, COMPLETED_ONBOARDING 1<<1, BYPASSES_VERIFICATION 1<<2, ...)."""
+    avatar: str | None = None
+    """The member's guild avatar hash."""
     wire: bytes | None = None
+
+
+DID_REJOIN: typing.Final = 1 << 0
+
+
+def _timestamp(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        msg = f"naive datetime {value!r}: give an aware one"
+        raise ValueError(msg)
+    return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MemberFields:
+    """Changes to a member's boost, timeout, screening, flags and guild avatar (UNSET: unchanged)."""
+
+    premium_since: datetime.datetime | Unset | None = UNSET
+    communication_disabled_until: datetime.datetime | Unset | None = UNSET
+    pending: bool | Unset = UNSET
+    flags: int | Unset = UNSET
+    guild_avatar: str | Unset | None = UNSET
+
+    def apply_to(self, member: Member) -> None:
+        """Write the fields that are set onto `member`, as Discord would send them."""
+        if not isinstance(self.premium_since, Unset):
+            member.premium_since = _timestamp(self.premium_since)
+        if not isinstance(self.communication_disabled_until, Unset):
+            member.communication_disabled_until = _timestamp(self.communication_disabled_until)
+        if not isinstance(self.pending, Unset):
+            member.pending = self.pending
+        if not isinstance(self.flags, Unset):
+            if not 0 <= self.flags < 2**31:
+                msg = f"member flags must be a non-negative 31-bit integer, got {self.flags}"
+                raise ValueError(msg)
+            member.flags = self.flags
+        if not isinstance(self.guild_avatar, Unset):
+            member.avatar = self.guild_avatar
 
 
 @dataclasses.dataclass(slots=True, eq=False, kw_only=True)
@@ -134,6 +186,8 @@ class Guild:
     admin_user_id: int | None = None
     unavailable: bool = False
     sorted_ids_cache: list[int] | None = None
+    former_member_ids: set[int] = dataclasses.field(default_factory=set[int])
+    """Users who left: Discord sets DID_REJOIN in the flags of a member who comes back."""
 
     def sorted_member_ids(self) -> list[int]:
         """Member user ids in ascending order (what REST pagination walks)."""
@@ -239,6 +293,8 @@ class GroundTruth:
         member = guild.members.get(user.id)
         if member is None:
             member = Member(user=known, nick=nick, joined_at=joined_at, roles=role_ids)
+            if user.id in guild.former_member_ids:
+                member.flags |= DID_REJOIN
             guild.members[user.id] = member
             guild.sorted_ids_cache = None
         else:
@@ -254,14 +310,17 @@ class GroundTruth:
         *,
         nick: str | Unset | None = UNSET,
         roles: typing.Iterable[int] | Unset = UNSET,
+        fields: MemberFields | None = None,
     ) -> Member:
-        """Change a member's nick and/or roles."""
+        """Change a member's nick, roles and/or the fields admins ask about."""
         guild = self.guild(guild_id)
         member = self.member(guild_id, user_id)
         if not isinstance(nick, Unset):
             member.nick = nick
         if not isinstance(roles, Unset):
             member.roles = self._checked_roles(guild, roles)
+        if fields is not None:
+            fields.apply_to(member)
         member.wire = None
         return member
 
@@ -296,6 +355,7 @@ class GroundTruth:
             member = guild.members.pop(user_id)
         except KeyError:
             raise UnknownEntityError("member", user_id) from None
+        guild.former_member_ids.add(user_id)
         guild.sorted_ids_cache = None
         return member
 

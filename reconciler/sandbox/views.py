@@ -27,6 +27,11 @@ class MemberInfo:
     nick: str | None
     joined_at: datetime.datetime
     role_ids: tuple[int, ...]
+    premium_since: datetime.datetime | None = None
+    communication_disabled_until: datetime.datetime | None = None
+    pending: bool = False
+    flags: int = 0
+    guild_avatar: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,7 +84,16 @@ def member_info(member: state.Member) -> MemberInfo:
         nick=member.nick,
         joined_at=datetime.datetime.fromisoformat(member.joined_at),
         role_ids=member.roles,
+        premium_since=_time(member.premium_since),
+        communication_disabled_until=_time(member.communication_disabled_until),
+        pending=member.pending,
+        flags=member.flags,
+        guild_avatar=member.avatar,
     )
+
+
+def _time(value: str | None) -> datetime.datetime | None:
+    return None if value is None else datetime.datetime.fromisoformat(value)
 
 
 def role_info(role: state.Role) -> RoleInfo:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ApplyResult", "GuildRecord", "ProgressCallback", "Store", "StoreStats", "SyncRun"]
+__all__ = [
+    "ApplyResult",
+    "GuildRecord",
+    "HistoryEntry",
+    "MemberRecord",
+    "ProgressCallback",
+    "Store",
+    "StoreStats",
+    "SyncRun",
+]
 
 import logging
 import typing
@@ -16,7 +25,7 @@ if typing.TYPE_CHECKING:
     import datetime
     from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 
-    from reconciler.domain import ActivityDelta, ChangeSet, Scope, StoredFingerprints, StoredSnapshot
+    from reconciler.domain import ActivityDelta, ChangeSet, EventOrigin, Scope, StoredFingerprints, StoredSnapshot
     from reconciler.domain.counts import GuildCounts
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
@@ -106,6 +115,45 @@ class StoreStats:
         return self.members_by_status.get("active", 0) + self.members_by_status.get("inactive", 0)
 
 
+@attrs.define(frozen=True, kw_only=True, slots=True)
+class HistoryEntry:
+    """A row of `member_events`."""
+
+    id: int
+    observed_at: datetime.datetime
+    kind: str
+    old_value: str | None
+    new_value: str | None
+    role_id: int | None
+    source: str
+    run_id: int | None
+
+
+@attrs.define(frozen=True, kw_only=True, slots=True)
+class MemberRecord:
+    """What the replica holds about one member of one guild (for `/sync stats user:`)."""
+
+    guild_id: int
+    user_id: int
+    username: str
+    global_name: str | None
+    nickname: str | None
+    status: str
+    joined_at: datetime.datetime | None
+    first_seen_at: datetime.datetime
+    last_seen_at: datetime.datetime | None
+    left_at: datetime.datetime | None
+    messages_7d: int
+    messages_30d: int
+    role_ids: tuple[int, ...]
+    premium_since: datetime.datetime | None
+    communication_disabled_until: datetime.datetime | None
+    pending: bool
+    flags: int
+    recent_events: tuple[HistoryEntry, ...]
+    """The newest history events, newest first."""
+
+
 class Store(typing.Protocol):
     """The database replica of Discord guilds.
 
@@ -135,9 +183,18 @@ class Store(typing.Protocol):
         ...
 
     async def apply(
-        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        change_set: ChangeSet,
+        *,
+        on_progress: ProgressCallback | None = None,
+        origin: EventOrigin = ...,
     ) -> ApplyResult:
         """Write a change set: roles first, then members in batches, one transaction per batch.
+
+        Each batch appends its members' history (`member_events`, from `origin`) in its transaction;
+        created members are `joined` only once the guild has been reconciled in full (before that they
+        are its first sync, which writes no event). Without `origin`: a repair without a run id.
 
         A crash loses no committed batch and re-applying converges (every write is an upsert or a
         guarded update). A batch that fails is retried member by member: the members the database
@@ -149,7 +206,12 @@ class Store(typing.Protocol):
         ...
 
     async def apply_stream(
-        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        parts: AsyncIterable[ChangeSet],
+        *,
+        on_progress: ProgressCallback | None = None,
+        origin: EventOrigin = ...,
     ) -> ApplyResult:
         """Write change sets as they are produced, as one `apply` of all of them.
 
@@ -180,12 +242,36 @@ class Store(typing.Protocol):
     async def add_activity(self, rows: Sequence[ActivityDelta]) -> None:
         """Add per-day message counts and move `last_seen_at` forward, in one transaction.
 
-        An 'inactive' member with activity becomes 'active'. Message content is never stored.
+        An 'inactive' member with activity becomes 'active' (a `became_active` event, source gateway).
+        Message content is never stored.
         """
         ...
 
-    async def mark_inactive(self, guild_id: int, *, cutoff: datetime.datetime) -> int:
-        """Active members last seen (or, never seen, first seen) before `cutoff` become 'inactive'."""
+    async def mark_inactive(self, guild_id: int, *, cutoff: datetime.datetime, origin: EventOrigin = ...) -> int:
+        """Active members last seen (or, never seen, first seen) before `cutoff` become 'inactive'
+        (a `became_inactive` event each, in the same transaction)."""
+        ...
+
+    async def forgotten_users(self) -> frozenset[int]:
+        """The users whose personal values were erased on request: their names are never stored again."""
+        ...
+
+    async def member_record(
+        self, guild_id: int, user_id: int, *, now: datetime.datetime, events: int = 10
+    ) -> MemberRecord | None:
+        """One member's row, roles, message counts (7 and 30 UTC days ending at `now`) and newest events."""
+        ...
+
+    async def prune_member_events(self, *, before: datetime.datetime) -> int:
+        """Delete history observed before `before` (retention.member_events_days); the number deleted."""
+        ...
+
+    async def erase_left_names(self, *, left_before: datetime.datetime) -> int:
+        """Erase the names of members who left before `left_before` (retention.left_member_days).
+
+        Nicknames and guild avatars of those member rows, the values of their name events, and the
+        user's names when the user is in no guild any more. The number of member and user rows erased.
+        """
         ...
 
     async def prune_deleted_role_links(self, guild_id: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "BatchCutter",
+    "BatchHistory",
     "BulkBackend",
     "MemberBatch",
     "MemberRow",
@@ -37,12 +38,13 @@ import typing
 import attrs
 
 from reconciler.domain import MemberChange, MemberState, fingerprint
+from reconciler.domain.history import EVENT_WIDTH, add_change_events, add_created_events
 from reconciler.store.connect import AUTOCHECKPOINT, BULK_AUTOCHECKPOINT
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
-    from reconciler.domain import ChangeSet
+    from reconciler.domain import ChangeSet, EventOrigin
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
@@ -193,6 +195,57 @@ def _in_key_order(kind: str, items: list[typing.Any]) -> list[typing.Any]:
 
 
 @attrs.define(frozen=True, kw_only=True, slots=True)
+class BatchHistory:
+    """The `member_events` rows of one batch, written in its transaction.
+
+    `events` holds those of its created, updated and rejoined members (see `reconciler.domain.history`),
+    flat: `EVENT_WIDTH` values per event (user_id, kind, old_value, new_value, role_id), no object per
+    event. The departures' `left` and `role_removed` rows are selected by the database itself from the
+    rows the batch marks left (only it knows which links they hold).
+    """
+
+    origin: EventOrigin
+    events: list[typing.Any] = attrs.field(factory=list[typing.Any])
+
+    @classmethod
+    def of(cls, batch: MemberBatch, origin: EventOrigin, *, record_joins: bool) -> BatchHistory:
+        """The history of `batch`; `record_joins` once the guild has a baseline (a full reconcile)."""
+        events: list[typing.Any] = []
+        if record_joins:
+            for state in batch.creates:
+                add_created_events(events, state)
+        for change in batch.updates:
+            add_change_events(events, change, rejoined=False)
+        for change in batch.rejoins:
+            add_change_events(events, change, rejoined=True)
+        return cls(origin=origin, events=events)
+
+    @property
+    def count(self) -> int:
+        """How many events `events` holds."""
+        return len(self.events) // EVENT_WIDTH
+
+
+def has_extras(member: MemberState) -> bool:
+    """Whether any of the fields admins ask about is set (most members: none, and a shorter row)."""
+    return (
+        member.premium_since is not None
+        or member.communication_disabled_until is not None
+        or member.pending
+        or member.flags != 0
+        or member.guild_avatar_hash is not None
+    )
+
+
+def _split_extras(states: Sequence[MemberState]) -> tuple[Sequence[MemberState], list[MemberState]]:
+    # The rows without extras keep the short statement of before (a cold sync binds no more values).
+    extras = [m for m in states if has_extras(m)]
+    if not extras:
+        return states, extras
+    return [m for m in states if not has_extras(m)], extras
+
+
+@attrs.define(frozen=True, kw_only=True, slots=True)
 class PreparedBatch:
     """A batch turned into driver calls: (kind, statement or table, arguments), in order."""
 
@@ -201,10 +254,24 @@ class PreparedBatch:
     """Tables that created members' rows go to by a plain bulk insert (a repeat fails: unique violation)."""
 
 
-MemberRow: typing.TypeAlias = (
-    "tuple[int, str, str | None, str | None, bool, str | None, datetime.datetime | None, str, int]"
-)
-"""(user_id, username, global_name, avatar_hash, is_bot, nickname, joined_at, status, fingerprint)."""
+MemberRow: typing.TypeAlias = tuple[
+    int,
+    str,
+    str | None,
+    str | None,
+    bool,
+    str | None,
+    datetime.datetime | None,
+    str,
+    int,
+    datetime.datetime | None,
+    datetime.datetime | None,
+    bool,
+    int,
+    str | None,
+]
+"""(user_id, username, global_name, avatar_hash, is_bot, nickname, joined_at, status, fingerprint,
+premium_since, communication_disabled_until, pending, flags, guild_avatar_hash)."""
 
 
 async def _pause() -> None:
@@ -227,9 +294,15 @@ class BulkBackend(abc.ABC):
 
     @abc.abstractmethod
     async def prepare(
-        self, guild_id: int, batch: MemberBatch, now: datetime.datetime, *, copy: Collection[str] = ()
+        self,
+        guild_id: int,
+        batch: MemberBatch,
+        now: datetime.datetime,
+        *,
+        copy: Collection[str] = (),
+        history: BatchHistory | None = None,
     ) -> PreparedBatch:
-        """The driver calls that write `batch`.
+        """The driver calls that write `batch`, and its `history` in the same transaction (None: no event).
 
         `copy` names the tables ('users', 'members') where created members may be written by a plain
         bulk insert, which fails (unique violation, nothing written) if a row exists already; the
@@ -248,9 +321,10 @@ class BulkBackend(abc.ABC):
         now: datetime.datetime,
         *,
         copy: Collection[str] = (),
+        history: BatchHistory | None = None,
     ) -> None:
         """Prepare and send `batch`."""
-        await self.send(driver, await self.prepare(guild_id, batch, now, copy=copy))
+        await self.send(driver, await self.prepare(guild_id, batch, now, copy=copy, history=history))
 
     async def begin_bulk(self, driver: typing.Any) -> None:  # noqa: B027 - optional hook
         """Before a run of batches on this connection."""
@@ -301,11 +375,44 @@ _MEMBER_SET: typing.Final = (
     "nickname = excluded.nickname, joined_at = excluded.joined_at, fingerprint = excluded.fingerprint, "
     "updated_at = excluded.updated_at"
 )
+# A row without extras resets them (a boost that ended, a timeout lifted); a row with them sets them.
+_PLAIN_SET: typing.Final = (
+    f"{_MEMBER_SET}, premium_since = NULL, communication_disabled_until = NULL, pending = false, flags = 0, "
+    "guild_avatar_hash = NULL"
+)
+_FULL_SET: typing.Final = (
+    f"{_MEMBER_SET}, premium_since = excluded.premium_since, "
+    "communication_disabled_until = excluded.communication_disabled_until, pending = excluded.pending, "
+    "flags = excluded.flags, guild_avatar_hash = excluded.guild_avatar_hash"
+)
 # Only rejoins touch `status`: SQLite maintains an index whenever its column is SET, equal or not.
-_REJOIN_SET: typing.Final = f"{_MEMBER_SET}, status = 'active', left_at = NULL"
+_REJOIN: typing.Final = ", status = 'active', left_at = NULL"
 _SELECT_MEMBERS: typing.Final = (
     "SELECT m.user_id, u.username, u.global_name, u.avatar_hash, u.is_bot, m.nickname, m.joined_at, "
-    "m.status, m.fingerprint FROM members m JOIN users u ON u.id = m.user_id WHERE m.guild_id = {guild}"
+    "m.status, m.fingerprint, m.premium_since, m.communication_disabled_until, m.pending, m.flags, "
+    "m.guild_avatar_hash FROM members m JOIN users u ON u.id = m.user_id WHERE m.guild_id = {guild}"
+)
+_EVENT_COLUMNS: typing.Final = (
+    "guild_id",
+    "user_id",
+    "kind",
+    "old_value",
+    "new_value",
+    "role_id",
+    "observed_at",
+    "source",
+    "run_id",
+)
+_INSERT_EVENTS: typing.Final = f"INSERT INTO member_events ({', '.join(_EVENT_COLUMNS)}) "
+# A departure's events, selected from the rows the batch is about to mark left ({among} names them).
+_LEFT_EVENTS: typing.Final = (
+    f"{_INSERT_EVENTS}SELECT guild_id, user_id, 'left', NULL, NULL, NULL, {{now}}, {{source}}, {{run}} "
+    "FROM members WHERE guild_id = {guild} AND status <> 'left' AND {among} ORDER BY user_id"
+)
+_LEFT_ROLE_EVENTS: typing.Final = (
+    f"{_INSERT_EVENTS}SELECT mr.guild_id, mr.user_id, 'role_removed', NULL, NULL, mr.role_id, {{now}}, "
+    "{source}, {run} FROM member_roles mr JOIN members m ON m.guild_id = mr.guild_id AND m.user_id = mr.user_id "
+    "WHERE m.guild_id = {guild} AND m.status <> 'left' AND {among} ORDER BY mr.user_id, mr.role_id"
 )
 
 
@@ -363,6 +470,10 @@ _MEMBERS_INSERT: typing.Final = (
     "INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, "
     "fingerprint) VALUES "
 )
+_MEMBERS_FULL_INSERT: typing.Final = (
+    "INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, "
+    "fingerprint, premium_since, communication_disabled_until, pending, flags, guild_avatar_hash) VALUES "
+)
 
 
 def _members_statement(on_conflict: str) -> _Statement:
@@ -371,6 +482,17 @@ def _members_statement(on_conflict: str) -> _Statement:
         one=f"{_MEMBERS_INSERT}(?1, ?3, ?4, ?5, ?2, 'active', ?2, ?6){tail}",
         head=_MEMBERS_INSERT,
         row="(?1, {}, {}, {}, ?2, 'active', ?2, {})",
+        tail=tail,
+        shared=2,
+    )
+
+
+def _members_full_statement(on_conflict: str) -> _Statement:
+    tail = f" ON CONFLICT (guild_id, user_id) DO UPDATE SET {on_conflict}"
+    return _Statement(
+        one=f"{_MEMBERS_FULL_INSERT}(?1, ?3, ?4, ?5, ?2, 'active', ?2, ?6, ?7, ?8, ?9, ?10, ?11){tail}",
+        head=_MEMBERS_FULL_INSERT,
+        row="(?1, {}, {}, {}, ?2, 'active', ?2, {}, {}, {}, {}, {}, {})",
         tail=tail,
         shared=2,
     )
@@ -402,8 +524,23 @@ class SqliteBulk(BulkBackend):
         tail=_USERS_CONFLICT,
         shared=1,
     )
-    _UPSERT_MEMBERS: typing.Final = _members_statement(_MEMBER_SET)
-    _REJOIN_MEMBERS: typing.Final = _members_statement(_REJOIN_SET)
+    _UPSERT_MEMBERS: typing.Final = _members_statement(_PLAIN_SET)
+    _REJOIN_MEMBERS: typing.Final = _members_statement(_PLAIN_SET + _REJOIN)
+    _UPSERT_FULL_MEMBERS: typing.Final = _members_full_statement(_FULL_SET)
+    _REJOIN_FULL_MEMBERS: typing.Final = _members_full_statement(_FULL_SET + _REJOIN)
+    _EVENTS: typing.Final = _Statement(
+        one=f"{_INSERT_EVENTS}VALUES (?1, ?5, ?6, ?7, ?8, ?9, ?2, ?3, ?4)",
+        head=f"{_INSERT_EVENTS}VALUES ",
+        row="(?1, {}, {}, {}, {}, {}, ?2, ?3, ?4)",
+        tail="",
+        shared=4,
+    )
+    _LEFT_EVENTS: typing.Final = _LEFT_EVENTS.format(
+        now="?2", source="?3", run="?4", guild="?1", among="user_id IN (SELECT value FROM json_each(?5))"
+    )
+    _LEFT_ROLE_EVENTS: typing.Final = _LEFT_ROLE_EVENTS.format(
+        now="?2", source="?3", run="?4", guild="?1", among="m.user_id IN (SELECT value FROM json_each(?5))"
+    )
     _ADD_LINKS: typing.Final = _Statement(
         one="INSERT INTO member_roles (guild_id, user_id, role_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         head="INSERT INTO member_roles (guild_id, user_id, role_id) VALUES ",
@@ -450,7 +587,13 @@ class SqliteBulk(BulkBackend):
     _AMONG: typing.Final = " AND {column} IN (SELECT value FROM json_each(?))"
 
     async def prepare(
-        self, guild_id: int, batch: MemberBatch, now: datetime.datetime, *, copy: Collection[str] = ()
+        self,
+        guild_id: int,
+        batch: MemberBatch,
+        now: datetime.datetime,
+        *,
+        copy: Collection[str] = (),
+        history: BatchHistory | None = None,
     ) -> PreparedBatch:
         stamp = sqlite_time(now)
         writes: list[tuple[_Statement, tuple[typing.Any, ...], list[tuple[typing.Any, ...]]]] = []
@@ -460,16 +603,34 @@ class SqliteBulk(BulkBackend):
         ]
         if users:
             writes.append((self._UPSERT_USERS, (stamp,), users))
-        for statement, states in (
-            (self._UPSERT_MEMBERS, [*batch.creates, *(change.state for change in batch.updates)]),
-            (self._REJOIN_MEMBERS, [change.state for change in batch.rejoins]),
+        for statement, full_statement, every in (
+            (self._UPSERT_MEMBERS, self._UPSERT_FULL_MEMBERS, [*batch.creates, *(c.state for c in batch.updates)]),
+            (self._REJOIN_MEMBERS, self._REJOIN_FULL_MEMBERS, [change.state for change in batch.rejoins]),
         ):
-            if not states:
+            if not every:
                 continue
             if self.pipeline:
                 await _pause()
-            members = [(m.user_id, m.nickname, sqlite_time(m.joined_at), fingerprint(m)) for m in states]
-            writes.append((statement, (guild_id, stamp), members))
+            states, extras = _split_extras(every)
+            if states:
+                members = [(m.user_id, m.nickname, sqlite_time(m.joined_at), fingerprint(m)) for m in states]
+                writes.append((statement, (guild_id, stamp), members))
+            if extras:
+                full = [
+                    (
+                        m.user_id,
+                        m.nickname,
+                        sqlite_time(m.joined_at),
+                        fingerprint(m),
+                        sqlite_time(m.premium_since),
+                        sqlite_time(m.communication_disabled_until),
+                        1 if m.pending else 0,
+                        m.flags,
+                        m.guild_avatar_hash,
+                    )
+                    for m in extras
+                ]
+                writes.append((full_statement, (guild_id, stamp), full))
         if self.pipeline:
             await _pause()
         link_adds, link_removes = batch.changed_links()
@@ -478,15 +639,40 @@ class SqliteBulk(BulkBackend):
         links = [*batch.created_links(), *link_adds]
         if links:
             writes.append((self._ADD_LINKS, (guild_id,), links))
-        if batch.leaves:
-            writes.append((self._LEAVE, (stamp, guild_id), [(u,) for u in batch.leaves]))
         if batch.refreshes:
             writes.append((self._REFRESH, (guild_id,), [(fp, u) for u, fp in batch.refreshes]))
+        steps = self._steps(writes)
+        if history is not None:
+            origin = (guild_id, stamp, history.origin.source.value, history.origin.run_id)
+            if batch.leaves:
+                among = json.dumps(sorted(batch.leaves))
+                steps.append(("one", self._LEFT_EVENTS, (*origin, among)))
+                steps.append(("one", self._LEFT_ROLE_EVENTS, (*origin, among)))
+            if history.events:
+                steps.extend(self._event_steps(origin, history.events))
+        if batch.leaves:
+            steps.extend(self._steps([(self._LEAVE, (stamp, guild_id), [(u,) for u in batch.leaves])]))
+        return PreparedBatch(steps=steps)
+
+    def _event_steps(self, origin: tuple[typing.Any, ...], flat: list[typing.Any]) -> list[tuple[str, str, typing.Any]]:
+        # Statements of _PAD_TO events (compiled once) and a shorter last one; the values are already
+        # flat, in the statement's order: sliced, not rebuilt.
         if not self.multirow:
-            return PreparedBatch(
-                steps=[("many", st.one, [(*shared, *row) for row in rows]) for st, shared, rows in writes]
-            )
-        return PreparedBatch(steps=[step for write in writes for step in self._multirow(*write)])
+            rows = [(*origin, *flat[i : i + EVENT_WIDTH]) for i in range(0, len(flat), EVENT_WIDTH)]
+            return [("many", self._EVENTS.one, rows)]
+        steps: list[tuple[str, str, typing.Any]] = []
+        chunk = _PAD_TO * EVENT_WIDTH
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk]
+            steps.append(("one", self._EVENTS.many(len(part) // EVENT_WIDTH), [*origin, *part]))
+        return steps
+
+    def _steps(
+        self, writes: list[tuple[_Statement, tuple[typing.Any, ...], list[tuple[typing.Any, ...]]]]
+    ) -> list[tuple[str, str, typing.Any]]:
+        if not self.multirow:
+            return [("many", st.one, [(*shared, *row) for row in rows]) for st, shared, rows in writes]
+        return [step for write in writes for step in self._multirow(*write)]
 
     def _multirow(
         self, statement: _Statement, shared: tuple[typing.Any, ...], rows: list[tuple[typing.Any, ...]]
@@ -573,8 +759,23 @@ class SqliteBulk(BulkBackend):
         finally:
             await driver.rollback()
         members: list[MemberRow] = [
-            (uid, name, global_name, avatar, bool(bot), nick, _from_sqlite_time(joined), status, fp)
-            for uid, name, global_name, avatar, bot, nick, joined, status, fp in rows
+            (
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                bool(row[4]),
+                row[5],
+                _from_sqlite_time(row[6]),
+                row[7],
+                row[8],
+                _from_sqlite_time(row[9]),
+                _from_sqlite_time(row[10]),
+                bool(row[11]),
+                row[12],
+                row[13],
+            )
+            for row in rows
         ]
         return members, list(links)
 
@@ -630,8 +831,42 @@ class PostgresBulk(BulkBackend):
         "FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $6::bigint[]) "
         "AS m(user_id, nickname, joined_at, fingerprint) "
     )
-    _UPSERT_MEMBERS: typing.Final = f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_MEMBER_SET}"
-    _REJOIN_MEMBERS: typing.Final = f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_REJOIN_SET}"
+    _INSERT_FULL_MEMBERS: typing.Final = (
+        "INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, "
+        "fingerprint, premium_since, communication_disabled_until, pending, flags, guild_avatar_hash) "
+        "SELECT $1, m.user_id, m.nickname, m.joined_at, $5, 'active', $5, m.fingerprint, m.premium_since, "
+        "m.communication_disabled_until, m.pending, m.flags, m.guild_avatar_hash "
+        "FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $6::bigint[], $7::timestamptz[], "
+        "$8::timestamptz[], $9::boolean[], $10::bigint[], $11::text[]) "
+        "AS m(user_id, nickname, joined_at, fingerprint, premium_since, communication_disabled_until, pending, "
+        "flags, guild_avatar_hash) "
+    )
+    _UPSERT_MEMBERS: typing.Final = f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_PLAIN_SET}"
+    _REJOIN_MEMBERS: typing.Final = (
+        f"{_INSERT_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_PLAIN_SET}{_REJOIN}"
+    )
+    _UPSERT_FULL_MEMBERS: typing.Final = (
+        f"{_INSERT_FULL_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_FULL_SET}"
+    )
+    _REJOIN_FULL_MEMBERS: typing.Final = (
+        f"{_INSERT_FULL_MEMBERS}ON CONFLICT (guild_id, user_id) DO UPDATE SET {_FULL_SET}{_REJOIN}"
+    )
+    # Event writers take this transaction lock, so that event ids become visible in id order (a
+    # consumer reading `id > :last` never skips a row committed late); the two-key form keeps it
+    # apart from the guild locks (one-key advisory locks). Only batches that write events take it.
+    _EVENTS_LOCK: typing.Final = "SELECT pg_advisory_xact_lock(1919248229, 17)"
+    _EVENTS: typing.Final = (
+        f"{_INSERT_EVENTS}SELECT $1, e.user_id, e.kind, e.old_value, e.new_value, e.role_id, $2, $3, $4 "
+        "FROM unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[]) WITH ORDINALITY "
+        "AS e(user_id, kind, old_value, new_value, role_id, n) ORDER BY e.n"
+    )
+    _LEFT_EVENTS: typing.Final = _LEFT_EVENTS.format(
+        now="$2", source="$3", run="$4", guild="$1", among="user_id = ANY($5::bigint[])"
+    )
+    _LEFT_ROLE_EVENTS: typing.Final = _LEFT_ROLE_EVENTS.format(
+        now="$2", source="$3", run="$4", guild="$1", among="m.user_id = ANY($5::bigint[])"
+    )
+    _NOTIFY: typing.Final = "SELECT pg_notify('reconciler_member_events', (SELECT max(id) FROM member_events)::text)"
     _ADD_LINKS: typing.Final = (
         "INSERT INTO member_roles (guild_id, user_id, role_id) "
         "SELECT $1, l.user_id, l.role_id FROM unnest($2::bigint[], $3::bigint[]) AS l(user_id, role_id) "
@@ -663,11 +898,30 @@ class PostgresBulk(BulkBackend):
         "updated_at",
         "fingerprint",
     )
+    _FULL_MEMBER_COLUMNS: typing.Final = (
+        *_MEMBER_COLUMNS,
+        "premium_since",
+        "communication_disabled_until",
+        "pending",
+        "flags",
+        "guild_avatar_hash",
+    )
 
     async def prepare(
-        self, guild_id: int, batch: MemberBatch, now: datetime.datetime, *, copy: Collection[str] = ()
+        self,
+        guild_id: int,
+        batch: MemberBatch,
+        now: datetime.datetime,
+        *,
+        copy: Collection[str] = (),
+        history: BatchHistory | None = None,
     ) -> PreparedBatch:
         steps: list[tuple[str, str, typing.Any]] = []
+        recording = history is not None and bool(batch.leaves or history.events)
+        if recording:
+            # First: every transaction that writes events takes this lock before any row lock, so
+            # two of them never wait for each other's rows while holding it (no deadlock).
+            steps.append(("execute", self._EVENTS_LOCK, ()))
         creates = batch.creates
         copied = frozenset(copy) & {"users", "members"} if creates else frozenset[str]()
         updated = [change.state for change in batch.updates]
@@ -692,10 +946,31 @@ class PostgresBulk(BulkBackend):
             await _pause()
         link_adds, link_removes = batch.changed_links()
         if "members" in copied:
+            plain, extras = _split_extras(creates)
             members = [
-                (guild_id, m.user_id, m.nickname, m.joined_at, now, "active", now, fingerprint(m)) for m in creates
+                (guild_id, m.user_id, m.nickname, m.joined_at, now, "active", now, fingerprint(m)) for m in plain
             ]
             steps.append(("copy", "members", (self._MEMBER_COLUMNS, members)))
+            if extras:
+                full = [
+                    (
+                        guild_id,
+                        m.user_id,
+                        m.nickname,
+                        m.joined_at,
+                        now,
+                        "active",
+                        now,
+                        fingerprint(m),
+                        m.premium_since,
+                        m.communication_disabled_until,
+                        m.pending,
+                        m.flags,
+                        m.guild_avatar_hash,
+                    )
+                    for m in extras
+                ]
+                steps.append(("copy", "members", (self._FULL_MEMBER_COLUMNS, full)))
             await _pause()
             created = [(guild_id, u, r) for u, r in batch.created_links()]
             if created:
@@ -704,7 +979,13 @@ class PostgresBulk(BulkBackend):
         else:
             updated = [*creates, *updated]
             link_adds = [*batch.created_links(), *link_adds]
-        for statement, states in ((self._UPSERT_MEMBERS, updated), (self._REJOIN_MEMBERS, rejoined)):
+        for statement, full_statement, every in (
+            (self._UPSERT_MEMBERS, self._UPSERT_FULL_MEMBERS, updated),
+            (self._REJOIN_MEMBERS, self._REJOIN_FULL_MEMBERS, rejoined),
+        ):
+            if not every:
+                continue
+            states, extras = _split_extras(every)
             if states:
                 arguments = (
                     guild_id,
@@ -715,18 +996,44 @@ class PostgresBulk(BulkBackend):
                     [fingerprint(m) for m in states],
                 )
                 steps.append(("execute", statement, arguments))
-                await _pause()
+            if extras:
+                full_arguments = (
+                    guild_id,
+                    [m.user_id for m in extras],
+                    [m.nickname for m in extras],
+                    [m.joined_at for m in extras],
+                    now,
+                    [fingerprint(m) for m in extras],
+                    [m.premium_since for m in extras],
+                    [m.communication_disabled_until for m in extras],
+                    [m.pending for m in extras],
+                    [m.flags for m in extras],
+                    [m.guild_avatar_hash for m in extras],
+                )
+                steps.append(("execute", full_statement, full_arguments))
+            await _pause()
         if link_removes:
             removes = (guild_id, [u for u, _ in link_removes], [r for _, r in link_removes])
             steps.append(("execute", self._REMOVE_LINKS, removes))
         if link_adds:
             adds = (guild_id, [u for u, _ in link_adds], [r for _, r in link_adds])
             steps.append(("execute", self._ADD_LINKS, adds))
-        if batch.leaves:
-            steps.append(("execute", self._LEAVE, (guild_id, now, list(batch.leaves))))
         if batch.refreshes:
             refreshes = (guild_id, [u for u, _ in batch.refreshes], [f for _, f in batch.refreshes])
             steps.append(("execute", self._REFRESH, refreshes))
+        if recording and history is not None:
+            origin = (guild_id, now, history.origin.source.value, history.origin.run_id)
+            if batch.leaves:
+                leaving = sorted(batch.leaves)
+                steps.append(("execute", self._LEFT_EVENTS, (*origin, leaving)))
+                steps.append(("execute", self._LEFT_ROLE_EVENTS, (*origin, leaving)))
+            if history.events:
+                flat = history.events
+                columns = tuple(flat[i::EVENT_WIDTH] for i in range(EVENT_WIDTH))
+                steps.append(("execute", self._EVENTS, (*origin, *columns)))
+            steps.append(("execute", self._NOTIFY, ()))
+        if batch.leaves:
+            steps.append(("execute", self._LEAVE, (guild_id, now, list(batch.leaves))))
         return PreparedBatch(steps=steps, copy=copied)
 
     async def begin_bulk(self, driver: typing.Any) -> None:
@@ -779,7 +1086,7 @@ class PostgresBulk(BulkBackend):
         async with driver.transaction(isolation="repeatable_read", readonly=True):
             rows = await driver.fetch(members_sql, *params)
             links = await driver.fetch(links_sql, *params)
-        return [tuple(row) for row in rows], [(row[0], row[1]) for row in links]
+        return [typing.cast("MemberRow", tuple(row)) for row in rows], [(row[0], row[1]) for row in links]
 
 
 def bulk_backend(dialect_name: str) -> BulkBackend:

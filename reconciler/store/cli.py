@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["add_subcommand"]
+__all__ = ["add_subcommand", "database_url"]
 
 import asyncio
 import logging
@@ -33,6 +33,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         help="database URL (default: database.url from the settings)",
     )
     upgrade.set_defaults(func=_upgrade)
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """The URL given with `--database`, else the settings' `database.url`."""
+    return _database_url(args)
 
 
 def _database_url(args: argparse.Namespace) -> str:

@@ -22,6 +22,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from reconciler.domain import (
     ChangeCounts,
+    EventKind,
+    EventOrigin,
+    EventSource,
     MemberState,
     MemberStatus,
     RoleState,
@@ -33,8 +36,9 @@ from reconciler.domain import (
 )
 from reconciler.domain.counts import GuildCounts
 from reconciler.store import tables as t
-from reconciler.store.api import ApplyResult, GuildRecord, StoreStats, SyncRun
-from reconciler.store.bulk import BatchCutter, MemberBatch, MemberRow, PreparedBatch, bulk_backend
+from reconciler.store import user_data
+from reconciler.store.api import ApplyResult, GuildRecord, HistoryEntry, MemberRecord, StoreStats, SyncRun
+from reconciler.store.bulk import BatchCutter, BatchHistory, MemberBatch, MemberRow, PreparedBatch, bulk_backend
 from reconciler.store.connect import BEGIN_OPTION, create_engine
 from reconciler.store.migrate import upgrade_database
 
@@ -191,6 +195,11 @@ class _InFlight:
     batch: MemberBatch
     prepared: PreparedBatch
     sent: asyncio.Future[None]
+    history: BatchHistory | None
+
+
+DEFAULT_ORIGIN: typing.Final = EventOrigin(source=EventSource.REPAIR)
+"""The origin of changes applied without one (a direct `apply`): a repair without a run."""
 
 
 async def _report(on_progress: ProgressCallback | None, done: int, total: int) -> None:
@@ -232,8 +241,12 @@ class _MemberWriter:
         guild_id: int,
         tally: _Tally,
         on_progress: ProgressCallback | None,
+        origin: EventOrigin | None = None,
     ) -> None:
         self._bulk = bulk
+        self._origin = origin
+        self.record_joins = False
+        """Whether created members are joins (the guild has a baseline), not the first sync."""
         self._connect = connect
         self._clock = clock
         self._guild_id = guild_id
@@ -293,11 +306,19 @@ class _MemberWriter:
             await self._bulk.begin_bulk(driver)
         if not self._bulk.pipeline:
             await self.drain()
-        prepared = await self._bulk.prepare(self._guild_id, batch, self._clock(), copy=self._tally.copy)
+        history = self._history(batch)
+        prepared = await self._bulk.prepare(
+            self._guild_id, batch, self._clock(), copy=self._tally.copy, history=history
+        )
         while len(self._in_flight) >= self._depth:
             await self._settle_oldest()
         sent = asyncio.ensure_future(self._bulk.send(driver, prepared))
-        self._in_flight.append(_InFlight(batch=batch, prepared=prepared, sent=sent))
+        self._in_flight.append(_InFlight(batch=batch, prepared=prepared, sent=sent, history=history))
+
+    def _history(self, batch: MemberBatch) -> BatchHistory | None:
+        if self._origin is None:
+            return None
+        return BatchHistory.of(batch, self._origin, record_joins=self.record_joins)
 
     async def _settle_oldest(self) -> None:
         # Removed once settled: a batch interrupted while it is awaited is still abandoned properly.
@@ -318,7 +339,9 @@ class _MemberWriter:
                     # A "new" row exists already (a repeated join, a user known from another guild):
                     # upserts for that table from now on, and this batch again.
                     tally.copy.discard("users" if getattr(exc, "table_name", None) == "users" else "members")
-                    prepared = await self._bulk.prepare(self._guild_id, batch, self._clock(), copy=tally.copy)
+                    prepared = await self._bulk.prepare(
+                        self._guild_id, batch, self._clock(), copy=tally.copy, history=in_flight.history
+                    )
                     sent = asyncio.ensure_future(self._bulk.send(self._driver, prepared))
                     continue
                 if not is_row_error(exc):
@@ -335,7 +358,9 @@ class _MemberWriter:
         )
         for user_id, single in batch.split():
             try:
-                await self._bulk.write_members(self._driver, self._guild_id, single, self._clock())
+                await self._bulk.write_members(
+                    self._driver, self._guild_id, single, self._clock(), history=self._history(single)
+                )
             except Exception as exc:
                 if not is_row_error(exc):
                     raise
@@ -466,6 +491,11 @@ class SqlStore:
                     nickname=row[5],
                     joined_at=row[6],
                     role_ids=frozenset(role_ids.get(row[0], ())),
+                    premium_since=row[9],
+                    communication_disabled_until=row[10],
+                    pending=row[11],
+                    flags=row[12],
+                    guild_avatar_hash=row[13],
                 ),
                 status=MemberStatus(row[7]),
                 fingerprint=row[8],
@@ -504,12 +534,22 @@ class SqlStore:
         return (sqlite_dialect.insert if self._dialect == "sqlite" else pg_dialect.insert)(table)
 
     async def apply(
-        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        change_set: ChangeSet,
+        *,
+        on_progress: ProgressCallback | None = None,
+        origin: EventOrigin = DEFAULT_ORIGIN,
     ) -> ApplyResult:
-        return await self.apply_stream(guild_id, _one(change_set), on_progress=on_progress)
+        return await self.apply_stream(guild_id, _one(change_set), on_progress=on_progress, origin=origin)
 
     async def apply_stream(
-        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        parts: AsyncIterable[ChangeSet],
+        *,
+        on_progress: ProgressCallback | None = None,
+        origin: EventOrigin = DEFAULT_ORIGIN,
     ) -> ApplyResult:
         tally = _Tally()
         planned = ChangeCounts()
@@ -522,6 +562,7 @@ class SqlStore:
             guild_id=guild_id,
             tally=tally,
             on_progress=on_progress,
+            origin=origin,
         ) as writer:
             iterator = aiter(parts)
             while True:
@@ -540,7 +581,7 @@ class SqlStore:
                 if part.is_empty:
                     continue
                 if not recorded:
-                    await self._ensure_guild(guild_id)
+                    writer.record_joins = await self._ensure_guild(guild_id)
                     recorded = True
                 if part.roles_to_create or part.roles_to_update or part.roles_to_delete:
                     await writer.drain()  # one writer at a time (SQLite), and in the order handed over
@@ -554,7 +595,11 @@ class SqlStore:
         )
         return result
 
-    async def _ensure_guild(self, guild_id: int) -> None:
+    async def _ensure_guild(self, guild_id: int) -> bool:
+        """Record the guild if new; whether it has been reconciled in full before (has a baseline).
+
+        Before that, created members are the guild's first sync and write no `joined` event.
+        """
         now = self._clock()
         statement = (
             self._insert(t.guilds)
@@ -563,6 +608,8 @@ class SqlStore:
         )
         async with self._write_engine.begin() as conn:
             await conn.execute(statement)
+            reconciled = await conn.execute(sa.select(t.guilds.c.last_reconciled_at).where(t.guilds.c.id == guild_id))
+            return reconciled.scalar_one_or_none() is not None
 
     async def _apply_roles(self, guild_id: int, change_set: ChangeSet, tally: _Tally) -> None:
         writes: list[tuple[str, RoleState | int]] = [
@@ -719,29 +766,180 @@ class SqlStore:
                 ),
             )
         )
+        # An inactive member who writes becomes active again: its event first, while the row still says so.
+        woken = sa.insert(t.member_events).from_select(
+            ["guild_id", "user_id", "kind", "observed_at", "source"],
+            sa.select(
+                m.c.guild_id,
+                m.c.user_id,
+                sa.literal(EventKind.BECAME_ACTIVE.value),
+                sa.bindparam("seen_at", type_=t.UtcDateTime()),
+                sa.literal(EventSource.GATEWAY.value),
+            ).where(
+                m.c.guild_id == sa.bindparam("g"),
+                m.c.user_id == sa.bindparam("u"),
+                m.c.status == MemberStatus.INACTIVE.value,
+            ),
+        )
+        touched = [{"g": guild_id, "u": user_id, "seen_at": at} for (guild_id, user_id), at in last_seen.items()]
         async with self._write_engine.begin() as conn:
+            await self._lock_events(conn)  # before any row lock, as every event writer does
             await conn.execute(
                 counts,
                 [{"guild_id": d.guild_id, "user_id": d.user_id, "day": d.day, "messages": d.messages} for d in merged],
             )
-            await conn.execute(
-                touch, [{"g": guild_id, "u": user_id, "seen_at": at} for (guild_id, user_id), at in last_seen.items()]
-            )
+            await conn.execute(woken, touched)
+            await self._notify_events(conn)
+            await conn.execute(touch, touched)
 
-    async def mark_inactive(self, guild_id: int, *, cutoff: datetime.datetime) -> int:
+    async def mark_inactive(
+        self, guild_id: int, *, cutoff: datetime.datetime, origin: EventOrigin = DEFAULT_ORIGIN
+    ) -> int:
         m = t.members
+        now = self._clock()
+        idle = (
+            m.c.guild_id == guild_id,
+            m.c.status == MemberStatus.ACTIVE.value,
+            sa.func.coalesce(m.c.last_seen_at, m.c.first_seen_at)
+            < sa.bindparam("cutoff", _utc(cutoff), type_=t.UtcDateTime()),
+        )
+        events = sa.insert(t.member_events).from_select(
+            ["guild_id", "user_id", "kind", "observed_at", "source", "run_id"],
+            sa.select(
+                m.c.guild_id,
+                m.c.user_id,
+                sa.literal(EventKind.BECAME_INACTIVE.value),
+                sa.bindparam("now", now, type_=t.UtcDateTime()),
+                sa.literal(origin.source.value),
+                sa.literal(origin.run_id, type_=sa.BigInteger),
+            )
+            .where(*idle)
+            .order_by(m.c.user_id),
+        )
         async with self._write_engine.begin() as conn:
+            await self._lock_events(conn)
+            await conn.execute(events)
+            await self._notify_events(conn)
             result = await conn.execute(
-                sa.update(m)
-                .where(
-                    m.c.guild_id == guild_id,
-                    m.c.status == MemberStatus.ACTIVE.value,
-                    sa.func.coalesce(m.c.last_seen_at, m.c.first_seen_at)
-                    < sa.bindparam("cutoff", _utc(cutoff), type_=t.UtcDateTime()),
-                )
-                .values(status=MemberStatus.INACTIVE.value, updated_at=self._clock())
+                sa.update(m).where(*idle).values(status=MemberStatus.INACTIVE.value, updated_at=now)
             )
             return result.rowcount
+
+    async def _lock_events(self, conn: AsyncConnection) -> None:
+        # See PostgresBulk._EVENTS_LOCK: event ids become visible in id order. Taken before any row
+        # lock of the transaction, by every writer of events, so that none of them can deadlock.
+        if self._dialect == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(1919248229, 17)"))
+
+    async def _notify_events(self, conn: AsyncConnection) -> None:
+        if self._dialect == "postgresql":
+            await conn.execute(
+                sa.text("SELECT pg_notify('reconciler_member_events', (SELECT max(id) FROM member_events)::text)")
+            )
+
+    # --- history and personal data ------------------------------------------------------------------
+
+    async def forgotten_users(self) -> frozenset[int]:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(sa.select(t.forgotten_users.c.user_id))
+            return frozenset(result.scalars())
+
+    async def member_record(
+        self, guild_id: int, user_id: int, *, now: datetime.datetime, events: int = 10
+    ) -> MemberRecord | None:
+        today = _utc(now).date()
+        since_7 = today - datetime.timedelta(days=6)
+        since_30 = today - datetime.timedelta(days=29)
+        m, u, a, e = t.members, t.users, t.message_activity, t.member_events
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(m, u.c.username, u.c.global_name)
+                    .join(u, u.c.id == m.c.user_id)
+                    .where(m.c.guild_id == guild_id, m.c.user_id == user_id)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            window = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.coalesce(sa.func.sum(sa.case((a.c.day >= since_7, a.c.messages), else_=0)), 0),
+                        sa.func.coalesce(sa.func.sum(a.c.messages), 0),
+                    ).where(a.c.guild_id == guild_id, a.c.user_id == user_id, a.c.day >= since_30, a.c.day <= today)
+                )
+            ).one()
+            role_ids = (
+                await conn.execute(
+                    sa.select(t.member_roles.c.role_id)
+                    .where(t.member_roles.c.guild_id == guild_id, t.member_roles.c.user_id == user_id)
+                    .order_by(t.member_roles.c.role_id)
+                )
+            ).scalars()
+            recent = await conn.execute(
+                sa.select(e)
+                .where(e.c.guild_id == guild_id, e.c.user_id == user_id)
+                .order_by(e.c.id.desc())
+                .limit(events)
+            )
+            entries = tuple(
+                HistoryEntry(
+                    id=ev.id,
+                    observed_at=ev.observed_at,
+                    kind=ev.kind,
+                    old_value=ev.old_value,
+                    new_value=ev.new_value,
+                    role_id=ev.role_id,
+                    source=ev.source,
+                    run_id=ev.run_id,
+                )
+                for ev in recent
+            )
+            return MemberRecord(
+                guild_id=guild_id,
+                user_id=user_id,
+                username=row.username,
+                global_name=row.global_name,
+                nickname=row.nickname,
+                status=row.status,
+                joined_at=row.joined_at,
+                first_seen_at=row.first_seen_at,
+                last_seen_at=row.last_seen_at,
+                left_at=row.left_at,
+                messages_7d=int(window[0]),
+                messages_30d=int(window[1]),
+                role_ids=tuple(role_ids),
+                premium_since=row.premium_since,
+                communication_disabled_until=row.communication_disabled_until,
+                pending=bool(row.pending),
+                flags=int(row.flags),
+                recent_events=entries,
+            )
+
+    async def prune_member_events(self, *, before: datetime.datetime) -> int:
+        async with self._write_engine.begin() as conn:
+            return await user_data.prune_events(conn, before=_utc(before))
+
+    async def erase_left_names(self, *, left_before: datetime.datetime) -> int:
+        async with self._write_engine.begin() as conn:
+            return await user_data.erase_left_names(conn, left_before=_utc(left_before), now=self._clock())
+
+    async def export_user(self, user_id: int) -> dict[str, list[dict[str, typing.Any]]] | None:
+        """Every row about `user_id` in every table, history included (None: the user is unknown)."""
+        async with self._engine.connect() as conn:
+            return await user_data.export_user(conn, user_id)
+
+    async def forget_user(self, user_id: int) -> int | None:
+        """Erase the user's personal values everywhere and put the user on the forgotten list.
+
+        Returns the number of guild memberships kept as id-only rows; None when the user is unknown.
+        """
+        async with self._write_engine.begin() as conn:
+            await self._lock_events(conn)
+            kept = await user_data.forget_user(conn, user_id, now=self._clock())
+            if kept is not None:
+                await self._notify_events(conn)
+            return kept
 
     async def prune_deleted_role_links(self, guild_id: int) -> int:
         deleted_roles = sa.select(t.roles.c.role_id).where(

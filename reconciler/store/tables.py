@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "EVENT_SOURCES",
     "MEMBER_STATUSES",
     "RUN_TRIGGERS",
     "VIEW_NAMES",
     "UtcDateTime",
+    "forgotten_users",
     "guilds",
+    "member_events",
     "member_roles",
     "members",
     "message_activity",
@@ -39,6 +42,7 @@ NAMING_CONVENTION: typing.Final = {
 
 MEMBER_STATUSES: typing.Final = ("active", "inactive", "left")
 RUN_TRIGGERS: typing.Final = ("command", "schedule", "startup", "gateway")
+EVENT_SOURCES: typing.Final = ("gateway", "repair", "relist", "command")
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime.datetime]):
@@ -121,6 +125,12 @@ members: typing.Final = sa.Table(
     _when("left_at"),
     _when("updated_at", nullable=False),
     sa.Column("fingerprint", sa.BigInteger, nullable=False),
+    # The member fields admins ask about (revision 0004): boost, timeout, screening, flags, guild avatar.
+    _when("premium_since"),
+    _when("communication_disabled_until"),
+    sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("flags", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("guild_avatar_hash", sa.Text, nullable=True),
     sa.CheckConstraint(f"status IN {MEMBER_STATUSES!r}", name="status"),
     sa.Index(None, "guild_id", "status"),
     sa.Index(None, "guild_id", "last_seen_at"),
@@ -203,5 +213,42 @@ scheduler_slots: typing.Final = sa.Table(
 )
 
 
-VIEW_NAMES: typing.Final = ("v_members", "v_active_members_activity", "v_member_roles")
+# Append-only history (revision 0004). `id` only grows (AUTOINCREMENT on SQLite: never reused), so a
+# consumer follows the table with `WHERE id > :last ORDER BY id`; on PostgreSQL the writers serialise
+# their event inserts (a transaction advisory lock) so that ids become visible in order.
+member_events: typing.Final = sa.Table(
+    "member_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id("guild_id", nullable=False),
+    _id("user_id", nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("old_value", sa.Text, nullable=True),
+    sa.Column("new_value", sa.Text, nullable=True),
+    _id("role_id", nullable=True),
+    _when("observed_at", nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    _id("run_id", nullable=True),
+    sa.CheckConstraint(f"source IN {EVENT_SOURCES!r}", name="source"),
+    sa.Index(None, "guild_id", "user_id", "id"),
+    sa.Index(None, "observed_at"),
+    sqlite_autoincrement=True,
+)
+
+# Users whose personal values were erased on request: their names are never stored again.
+forgotten_users: typing.Final = sa.Table(
+    "forgotten_users",
+    metadata,
+    _id("user_id", primary_key=True),
+    _when("forgotten_at", nullable=False),
+)
+
+
+VIEW_NAMES: typing.Final = (
+    "v_members",
+    "v_active_members_activity",
+    "v_member_roles",
+    "v_member_history",
+    "v_role_history",
+)
 """The stable views (created by the migrations, documented in docs/schema.md)."""

@@ -51,13 +51,25 @@ class SlowStore:
         return slow_progress
 
     async def apply(
-        self, guild_id: int, change_set: ChangeSet, *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        change_set: ChangeSet,
+        *,
+        on_progress: ProgressCallback | None = None,
+        **options: typing.Any,
     ) -> ApplyResult:
         await asyncio.sleep(self._delay_for("apply"))
-        return await self._inner.apply(guild_id, change_set, on_progress=self._slowed_progress(on_progress))
+        return await self._inner.apply(guild_id, change_set, on_progress=self._slowed_progress(on_progress), **options)
 
     async def apply_stream(
-        self, guild_id: int, parts: AsyncIterable[ChangeSet], *, on_progress: ProgressCallback | None = None
+        self,
+        guild_id: int,
+        parts: AsyncIterable[ChangeSet],
+        *,
+        on_progress: ProgressCallback | None = None,
+        **options: typing.Any,
     ) -> ApplyResult:
         await asyncio.sleep(self._delay_for("apply_stream"))
-        return await self._inner.apply_stream(guild_id, parts, on_progress=self._slowed_progress(on_progress))
+        return await self._inner.apply_stream(
+            guild_id, parts, on_progress=self._slowed_progress(on_progress), **options
+        )

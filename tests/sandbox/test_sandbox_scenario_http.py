@@ -177,3 +177,49 @@ def test_add_subcommand_registers_sandbox_with_its_options() -> None:
 
     assert args.func is standalone.run
     assert (args.host, args.port, args.members, args.guilds, args.seed) == ("127.0.0.1", 8765, 5, 3, 9)
+
+
+@pytest.mark.asyncio
+async def test_member_fields_change_over_http_as_discord_sends_them(sandbox_factory: SandboxFactory) -> None:
+    # Boost, timeout, screening, member flags and guild avatar: set through the scenario API, sent in
+    # GUILD_MEMBER_UPDATE (the same member object as REST) with Discord's names and types; DID_REJOIN on a rejoin.
+    sb = await sandbox_factory()
+    async with aiohttp.ClientSession(sb.base_url) as http:
+        async with http.post("/_sandbox/guilds", json={"name": "Fields", "members": 5, "seed": 4}) as r:
+            guild_id = int((await r.json())["id"])
+        async with http.get(f"/_sandbox/guilds/{guild_id}/members") as r:
+            user_id = int(next(m for m in await r.json() if not m["bot"])["user_id"])
+        fields = {
+            "premium_since": "2024-02-01T10:00:00+00:00",
+            "communication_disabled_until": "2024-03-02T10:00:00+00:00",
+            "pending": True,
+            "flags": 2,
+            "guild_avatar": "a_guild",
+        }
+        async with raw_gateway(sb) as raw:
+            await raw.identify(sb, intents=GUILDS_AND_MEMBERS)
+            async with http.patch(f"/_sandbox/guilds/{guild_id}/members/{user_id}", json=fields) as r:
+                assert r.status == 200
+                shown = await r.json()
+            update = await raw.next_dispatch("GUILD_MEMBER_UPDATE")
+            for bad in (
+                {"flags": -1},
+                {"flags": "2"},
+                {"pending": "yes"},
+                {"premium_since": "yesterday"},
+                {"communication_disabled_until": "2024-03-02T10:00:00"},
+                {"guild_avatar": 5},
+            ):
+                async with http.patch(f"/_sandbox/guilds/{guild_id}/members/{user_id}", json=bad) as r:
+                    assert r.status == 400, bad
+            async with http.delete(f"/_sandbox/guilds/{guild_id}/members/{user_id}") as r:
+                assert r.status == 204
+            async with http.post(f"/_sandbox/guilds/{guild_id}/members", json={"user_id": str(user_id)}) as r:
+                rejoined = await r.json()
+    assert {key: shown[key] for key in fields} == fields
+    data = update["d"]
+    assert data["premium_since"] == "2024-02-01T10:00:00.000000+00:00"
+    assert data["communication_disabled_until"] == "2024-03-02T10:00:00.000000+00:00"
+    assert (data["pending"], data["flags"], data["avatar"]) == (True, 2, "a_guild")
+    assert rejoined["flags"] == 1, "DID_REJOIN"
+    assert (rejoined["pending"], rejoined["premium_since"], rejoined["guild_avatar"]) == (False, None, None)

@@ -212,3 +212,69 @@ def test_db_upgrade_reports_a_failure_in_one_line(tmp_path: pathlib.Path, capsys
 
     assert code == 6  # the database exit code, as for `run`
     assert "upgrade failed, nothing was changed" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_upgrading_a_filled_0001_database_keeps_every_row(
+    database_url_factory: Callable[[], Awaitable[str]],
+) -> None:
+    # A replica written by the previous release: rows in every table, then the history revision.
+    url = await database_url_factory()
+    await upgrade_database(url, revision="0001")
+    stamp = "2024-03-01 12:00:00"
+    statements = [
+        f"INSERT INTO guilds (id, name, member_count, first_seen_at, last_reconciled_at, updated_at) "
+        f"VALUES (10, 'g', 2, '{stamp}', '{stamp}', '{stamp}')",
+        f"INSERT INTO users (id, username, global_name, avatar_hash, is_bot, updated_at) "
+        f"VALUES (1, 'alice', 'Alice', 'aa', false, '{stamp}'), (2, 'bob', NULL, NULL, true, '{stamp}')",
+        f"INSERT INTO members (guild_id, user_id, nickname, joined_at, first_seen_at, status, updated_at, fingerprint) "
+        f"VALUES (10, 1, 'ally', '{stamp}', '{stamp}', 'active', '{stamp}', 42), "
+        f"(10, 2, NULL, NULL, '{stamp}', 'left', '{stamp}', 43)",
+        f"INSERT INTO roles (guild_id, role_id, name, color, position, permissions, managed, updated_at) "
+        f"VALUES (10, 100, 'mods', 1, 2, 8, false, '{stamp}')",
+        "INSERT INTO member_roles (guild_id, user_id, role_id) VALUES (10, 1, 100)",
+        "INSERT INTO message_activity (guild_id, user_id, day, messages) VALUES (10, 1, '2024-03-01', 5)",
+        f"INSERT INTO sync_runs (guild_id, kind, \"trigger\", started_at) VALUES (10, 'full', 'startup', '{stamp}')",
+    ]
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(sa.text(statement))
+        before = await _dump(engine)
+    finally:
+        await engine.dispose()
+
+    await upgrade_database(url)
+
+    engine = create_engine(url)  # a new process after the upgrade: no statement cached on the old schema
+    try:
+        after = await _dump(engine)
+        async with engine.connect() as conn:
+            extras = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT premium_since, communication_disabled_until, pending, flags, guild_avatar_hash "
+                        "FROM members ORDER BY user_id"
+                    )
+                )
+            ).all()
+            roles = (await conn.execute(sa.text("SELECT user_id, role_id, valid_to FROM v_role_history"))).all()
+            history = (await conn.execute(sa.text("SELECT count(*) FROM v_member_history"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert await current_revision(url) == head_revision()
+    for table, rows in before.items():
+        assert [row[: len(before_row)] for row, before_row in zip(after[table], rows, strict=True)] == rows, table
+    assert [tuple(row) for row in extras] == [(None, None, False, 0, None), (None, None, False, 0, None)]
+    assert [tuple(row) for row in roles] == [(1, 100, None)]  # held since the baseline
+    assert history == 0
+
+
+async def _dump(engine: typing.Any) -> dict[str, list[tuple[typing.Any, ...]]]:
+    tables = ("guilds", "users", "members", "roles", "member_roles", "message_activity", "sync_runs")
+    async with engine.connect() as conn:
+        return {
+            table: [tuple(row) for row in await conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1, 2"))]
+            for table in tables
+        }

@@ -164,7 +164,7 @@ async def test_nightly_cleanup_prunes_old_bookkeeping_keeps_the_latest_runs_and_
         assert {run["id"] for run in runs_after} == expected, "only the latest run of each kind survives"
         pruned = len(before_ids - expected)
         assert pruned >= 2, runs_before
-        assert report.after == f"{pruned} sync_runs rows pruned, 1 scheduler_slots rows pruned"
+        assert report.after == f"{pruned} sync_runs rows pruned, 1 scheduler_slots row pruned"
         slots = await view.rows("SELECT slot FROM scheduler_slots")
         assert {row["slot"] for row in slots} == {"a recent fire"}
         scrape = app.metrics.registry.get_sample_value

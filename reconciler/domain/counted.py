@@ -150,6 +150,10 @@ class CountedIds:
 
     def extend_to(self, last_known: int, message_id: int) -> None:
         """Settle (last_known, message_id]: nothing between them was missed (one gateway session, in order)."""
+        lasts = self._lasts
+        if lasts and lasts[-1] == last_known and message_id > last_known:
+            lasts[-1] = message_id  # the live path's common case: the newest range grows
+            return
         if message_id <= last_known:
             self.add(message_id, message_id)
         else:

@@ -8,6 +8,8 @@ which would make the series count grow with the member count.
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVITY_SOURCES",
+    "BACKFILL_SKIP_REASONS",
     "CHANGE_KINDS",
     "DRIFT_KINDS",
     "ERROR_STAGES",
@@ -40,6 +42,8 @@ CHANGE_KINDS: typing.Final = (
 )
 # The scheduler's jobs (the `job_name` label); the alert rules name them, so a new job belongs here too.
 SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup")
+ACTIVITY_SOURCES: typing.Final = ("live", "backfill")
+BACKFILL_SKIP_REASONS: typing.Final = ("forbidden", "too_old")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
 
 # Buckets sized for what is measured: a reconcile runs milliseconds to minutes; a query, micro to seconds.
@@ -132,6 +136,29 @@ class Metrics:
             "Distinct (guild, user, day) activity entries waiting to be flushed.",
             registry=r,
         )
+        self.activity_duplicates = prometheus_client.Counter(
+            "reconciler_activity_duplicates",
+            "Messages seen again (a resume replay, a backfill overlapping the live path) and not counted twice.",
+            ["source"],
+            registry=r,
+        )
+        self.backfill_messages = prometheus_client.Counter(
+            "reconciler_backfill_messages",
+            "Messages fetched from Discord's history by the backfill and counted.",
+            registry=r,
+        )
+        self.backfill_channels_pending = prometheus_client.Gauge(
+            "reconciler_backfill_channels_pending",
+            "Channels of a guild whose gaps are still being fetched.",
+            ["guild"],
+            registry=r,
+        )
+        self.backfill_channels_skipped = prometheus_client.Counter(
+            "reconciler_backfill_channels_skipped",
+            "Channels the backfill skipped: forbidden (403 Missing Access) or a gap given up (older than the maximum age).",
+            ["reason"],
+            registry=r,
+        )
         self.db_latency = prometheus_client.Histogram(
             "reconciler_db_operation_seconds",
             "Latency of database operations.",
@@ -183,6 +210,10 @@ class Metrics:
             self.errors.labels(stage=stage)
         for job in SCHEDULER_JOBS:
             self.job_missed.labels(job_name=job)
+        for source in ACTIVITY_SOURCES:
+            self.activity_duplicates.labels(source=source)
+        for reason in BACKFILL_SKIP_REASONS:
+            self.backfill_channels_skipped.labels(reason=reason)
 
     def exposition(self) -> bytes:
         """The classic text format (promtool misreads OpenMetrics)."""

@@ -113,6 +113,8 @@ class Faults:
     """Stop acknowledging heartbeats (the client sees a zombie connection)."""
     rest_latency_s: float = 0.0
     """Delay added to every REST reply."""
+    rest_rate_limit: tuple[int, float] | None = None
+    """Tighter REST buckets than `SandboxSettings.rest_rate_limit` (requests, seconds): 429s in a test."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -179,7 +179,7 @@ class Backfill:
         progress = self._progress[guild_id]
         gauge = self._metrics.backfill_channels_pending.labels(guild=str(guild_id))
         try:
-            await self._buffer.load_guild(guild_id)
+            stored = await self._buffer.load_guild(guild_id)
             heads = await self._history.channels(guild_id)
         except asyncio.CancelledError:
             raise
@@ -197,6 +197,10 @@ class Backfill:
                 progress.forbidden.append(head.channel_id)
             elif known.gaps(up_to=head.last_message_id):
                 todo.append(head)
+        if any(head.channel_id not in stored for head in heads):
+            # Channels seen for the first time are written now, with where their counting starts: a
+            # crash before the first timed flush must not move that start to the next boot.
+            await self._buffer.flush()
         progress.channels = len(heads)
         progress.pending = len(todo)
         gauge.set(len(todo))

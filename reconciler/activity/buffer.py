@@ -148,19 +148,23 @@ class ActivityBuffer:
             channel = self._channel(guild_id, channel_id)
         tail = channel.live_tail
         known = channel.known
-        if message_id in known:
-            self._live_duplicates.inc()
-            return False
-        if tail is not None and message_id > tail:
+        if tail is not None and known.extend_newest(tail, message_id):
             # One gateway session delivers a channel's messages in order and in full: nothing between
             # the tail and this id was missed.
-            known.extend_to(tail, message_id)
             channel.pending.extend_to(tail, message_id)
-        else:
-            known.add(message_id, message_id)
-            channel.pending.add(message_id, message_id)
-        if tail is None or message_id > tail:
             channel.live_tail = message_id
+        elif message_id in known:
+            self._live_duplicates.inc()
+            return False
+        else:
+            if tail is not None and message_id > tail:
+                known.extend_to(tail, message_id)
+                channel.pending.extend_to(tail, message_id)
+            else:
+                known.add(message_id, message_id)
+                channel.pending.add(message_id, message_id)
+            if tail is None or message_id > tail:
+                channel.live_tail = message_id
         if counts:
             self._count(guild_id, channel_id, user_id, at)
         return True

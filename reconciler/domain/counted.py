@@ -159,6 +159,17 @@ class CountedIds:
         else:
             self.add(last_known, message_id)
 
+    def extend_newest(self, last_known: int, message_id: int) -> bool:
+        """Grow the newest range from `last_known` (its end) to `message_id`; False if it does not end there.
+
+        The live path's fast case: nothing is above the newest range, so `message_id` was not settled.
+        """
+        lasts = self._lasts
+        if lasts and lasts[-1] == last_known < message_id:
+            lasts[-1] = message_id
+            return True
+        return False
+
     def raise_watermark(self, to: int) -> None:
         """Everything at or below `to` is settled (counted or given up)."""
         if to <= self.watermark:

@@ -72,6 +72,15 @@ def test_extend_to_covers_what_one_session_delivered_in_order() -> None:
     assert counted.ranges == ((100, 300),)
 
 
+def test_extend_newest_only_grows_a_newest_range_ending_at_the_tail() -> None:
+    counted = CountedIds(10, [(20, 30), (40, 50)])
+    assert not counted.extend_newest(30, 60)  # 30 ends an older range
+    assert not counted.extend_newest(50, 45)  # not above the tail
+    assert counted.extend_newest(50, 70)
+    assert counted.ranges == ((20, 30), (40, 70))
+    assert not CountedIds(10).extend_newest(10, 20)  # no range yet
+
+
 def test_raise_watermark_drops_ranges_below_and_absorbs_the_touching_one() -> None:
     counted = CountedIds(10, [(20, 30), (41, 50), (60, 70)])
     counted.raise_watermark(40)

@@ -296,3 +296,32 @@ async def test_a_gap_older_than_the_maximum_age_is_recorded_not_fetched(
         assert (await counted_in_database(view, guild_id)).total == 0
         assert sandbox.stats.rest_requests["GET /channels/{channel_id}/messages"] == asked
         assert app.metrics.backfill_channels_skipped.labels(reason="too_old")._value.get() == 1  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_messages_posted_over_http_while_the_gateway_is_paused_are_fetched_by_the_next_session(
+    sandbox: DiscordSandbox, database_url: str, db_view_factory: Callable[[str], DatabaseView]
+) -> None:
+    guild_id = sandbox.create_guild(members=40, channels=2, seed=168)
+    channel = next(iter(sandbox.channels(guild_id)))
+    authors = humans(sandbox, guild_id)
+    view = db_view_factory(database_url)
+    async with started(sandbox, database_url) as app:
+        await backfilled(app, guild_id)
+        await sandbox.pause()  # a network cut longer than a resume: the events are lost, the history is not
+        async with aiohttp.ClientSession(sandbox.base_url) as http:
+            async with http.post(
+                f"/_sandbox/channels/{channel}/threads", json={"name": "t", "owner_id": authors[0]}
+            ) as r:
+                assert r.status == 201
+                thread = int((await r.json())["id"])
+            for index in range(30):
+                target = (channel, thread)[index % 2]
+                body = {"author_id": authors[index % 6], "content": f"during the cut {index}"}
+                async with http.post(f"/_sandbox/channels/{target}/messages", json=body) as r:
+                    assert r.status == 201
+        await sandbox.resume()
+        await sandbox.disconnect(resumable=False)  # the session could not be resumed: a fresh one
+        await eventually(lambda: counted_in_database(view, guild_id), lambda c: c.total >= 30, within=DEADLINE)
+        await backfilled(app, guild_id)
+        assert await counted_in_database(view, guild_id) == posted_in_sandbox(sandbox, guild_id)
+        assert (await counted_in_database(view, guild_id)).by_channel == {channel: 15, thread: 15}

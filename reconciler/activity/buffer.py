@@ -119,6 +119,7 @@ class ActivityBuffer:
         self._guild_since: dict[int, datetime.datetime] = {}
         self._load_locks: dict[int, asyncio.Lock] = {}
         self._uncertain: list[_Taken] = []
+        self._inflight: asyncio.Future[int] | None = None
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._live_duplicates = metrics.activity_duplicates.labels(source="live")
@@ -281,20 +282,26 @@ class ActivityBuffer:
             taken = self._take()
             if taken is None:
                 return 0
-            batch = taken.batch({cid: c.guild_id for cid, c in self._channels.items()})
-            started = time.monotonic()
-            try:
-                await self._store.commit_activity(batch)
-            except Exception:
-                self._metrics.errors.labels(stage="activity").inc()
-                _LOGGER.exception("activity flush failed", extra={"rows": len(batch.members)})
-                await self._after_failure(taken)
-                return 0
-            finally:
-                self._metrics.db_latency.labels(operation="add_activity").observe(time.monotonic() - started)
-                self._metrics.activity_buffer.set(len(self._members))
-            self._committed(taken)
-            return len(batch.members)
+            # Shielded: a cancelled caller (shutdown, a backfill restarted) must not lose a batch whose
+            # outcome is still unknown; `stop` waits for it.
+            self._inflight = asyncio.ensure_future(self._write(taken))
+            return await asyncio.shield(self._inflight)
+
+    async def _write(self, taken: _Taken) -> int:
+        batch = taken.batch({cid: c.guild_id for cid, c in self._channels.items()})
+        started = time.monotonic()
+        try:
+            await self._store.commit_activity(batch)
+        except Exception:
+            self._metrics.errors.labels(stage="activity").inc()
+            _LOGGER.exception("activity flush failed", extra={"rows": len(batch.members)})
+            await self._after_failure(taken)
+            return 0
+        finally:
+            self._metrics.db_latency.labels(operation="add_activity").observe(time.monotonic() - started)
+            self._metrics.activity_buffer.set(len(self._members))
+        self._committed(taken)
+        return len(batch.members)
 
     def _take(self) -> _Taken | None:
         counted: dict[int, CountedIds] = {}
@@ -401,6 +408,9 @@ class ActivityBuffer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inflight is not None and not self._inflight.done():
+            with contextlib.suppress(Exception):
+                await self._inflight
         for _ in range(3):
             await self.flush()
             if not self._members and not self._uncertain:

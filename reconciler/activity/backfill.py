@@ -84,12 +84,16 @@ class BackfillProgress:
     started_at: float = 0.0
     finished_at: float | None = None
     tracking_since: datetime.datetime | None = None
+    error: str | None = None
+    """Why the backfill could not start (the counted state or the channel list was not readable)."""
 
     @property
     def running(self) -> bool:
         return self.finished_at is None
 
     def describe(self) -> str:
+        if self.error is not None:
+            return f"backfill could not start ({self.error}); retried when the guild is next ready"
         if self.running:
             text = f"backfilling {self.pending} of {self.channels} channel(s), {self.messages} message(s) counted"
         else:
@@ -183,11 +187,11 @@ class Backfill:
             heads = await self._history.channels(guild_id)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self._metrics.errors.labels(stage="activity").inc()
             _LOGGER.exception("backfill could not start", extra={"guild_id": guild_id})
             progress.finished_at = time.monotonic()
-            progress.failed.append(guild_id)
+            progress.error = type(exc).__name__
             return
         progress.tracking_since = self._buffer.tracking_since(guild_id)
         todo: list[ChannelHead] = []
@@ -210,6 +214,9 @@ class Backfill:
         async def one(head: ChannelHead) -> None:
             async with limit:
                 await self._fill_channel(guild_id, head, progress)
+                state = stored.get(head.channel_id)
+                if state is not None and state.forbidden_at is not None and head.channel_id not in self._forbidden:
+                    await self._record_access(guild_id, head.channel_id, forbidden=False)
             progress.pending -= 1
             gauge.set(progress.pending)
 
@@ -278,12 +285,19 @@ class Backfill:
                 "backfill: channel history not readable (Missing Access); skipped",
                 extra={"guild_id": guild_id, "channel_id": channel_id},
             )
-            watermark = buffer.known(guild_id, channel_id).watermark
-            with contextlib.suppress(Exception):
-                await self._store.set_channel_access(guild_id, channel_id, forbidden=True, watermark_if_new=watermark)
+            await self._record_access(guild_id, channel_id, forbidden=True)
         except asyncio.CancelledError:
             raise
         except Exception:
             progress.failed.append(channel_id)
             self._metrics.errors.labels(stage="activity").inc()
             _LOGGER.exception("backfill of a channel failed", extra={"guild_id": guild_id, "channel_id": channel_id})
+
+    async def _record_access(self, guild_id: int, channel_id: int, *, forbidden: bool) -> None:
+        """Note in the database whether the channel's history is readable; a failure only logs (it is a note)."""
+        watermark = self._buffer.known(guild_id, channel_id).watermark
+        try:
+            await self._store.set_channel_access(guild_id, channel_id, forbidden=forbidden, watermark_if_new=watermark)
+        except Exception:
+            self._metrics.errors.labels(stage="activity").inc()
+            _LOGGER.exception("channel access not recorded", extra={"guild_id": guild_id, "channel_id": channel_id})

@@ -243,6 +243,17 @@ async def test_a_channel_the_bot_cannot_read_is_skipped_and_reported_once(
         assert sandbox.stats.rest_requests[route] == asked
         assert app.metrics.backfill_channels_skipped.labels(reason="forbidden")._value.get() == 1  # pyright: ignore[reportPrivateUsage]
 
+    # Access granted, and the bot restarted: the channel is read this time and no longer reported.
+    sandbox.set_channel_readable(hidden, True)
+    async with started(sandbox, database_url, activity={"import_history_days": 1}) as app:
+        await backfilled(app, guild_id)
+        assert (await counted_in_database(view, guild_id)).by_channel == {readable: 40, hidden: 40}
+        rows = await view.rows("SELECT forbidden_at FROM activity_channels WHERE channel_id = :c", c=hidden)
+        assert rows == [{"forbidden_at": None}]
+        progress = app.backfill.progress(guild_id) if app.backfill is not None else None
+        assert progress is not None
+        assert progress.forbidden == []
+
 
 async def test_a_429_is_waited_out_not_treated_as_an_error(
     sandbox: DiscordSandbox, database_url: str, db_view_factory: Callable[[str], DatabaseView]

@@ -116,6 +116,8 @@ class ActivityBuffer:
         self._channels: dict[int, _Channel] = {}
         self._gaps: list[RecordedGap] = []
         self._loaded: dict[int, Mapping[int, ChannelCounted]] = {}
+        self._early: dict[int, list[tuple[int, int, int, datetime.datetime, bool] | None]] = {}
+        """Live messages of guilds whose stored state is not read yet, in arrival order (None: a new session)."""
         self._guild_since: dict[int, datetime.datetime] = {}
         self._load_locks: dict[int, asyncio.Lock] = {}
         self._uncertain: list[_Taken] = []
@@ -144,6 +146,11 @@ class ActivityBuffer:
         Returns False for a message already settled (a resume replay). Only the fact is kept, never the
         content.
         """
+        if guild_id not in self._loaded:
+            # Until the guild's stored counted sets are read, a message cannot be checked against them:
+            # it waits, in arrival order, and is recorded when they are (`load_guild`).
+            self._early.setdefault(guild_id, []).append((channel_id, message_id, user_id, at, counts))
+            return True
         channel = self._channels.get(channel_id)
         if channel is None:
             channel = self._channel(guild_id, channel_id)
@@ -217,6 +224,9 @@ class ActivityBuffer:
 
     def session_restarted(self, guild_id: int) -> None:
         """A fresh gateway session for the guild (GUILD_CREATE): its live tails no longer vouch for gaps."""
+        early = self._early.get(guild_id)
+        if early:
+            early.append(None)
         for channel in self._channels.values():
             if channel.guild_id == guild_id:
                 channel.live_tail = None
@@ -244,6 +254,12 @@ class ActivityBuffer:
                     if channel.guild_id == guild_id and channel_id not in stored:
                         self.start_channel(guild_id, channel_id, self.initial_watermark(guild_id, channel_id))
                 self._loaded[guild_id] = stored
+                for early in self._early.pop(guild_id, ()):
+                    if early is None:
+                        self.session_restarted(guild_id)
+                    else:
+                        channel_id, message_id, user_id, at, counts = early
+                        self.record(guild_id, channel_id, message_id, user_id, at, counts=counts)
             return stored
 
     def tracking_since(self, guild_id: int) -> datetime.datetime | None:
@@ -272,7 +288,7 @@ class ActivityBuffer:
         """Write everything buffered; on failure keep it for the next flush. Returns member rows written."""
         async with self._flush_lock:
             await self._resolve_uncertain()
-            for guild_id in {c.guild_id for c in self._channels.values() if c.pending.ranges}:
+            for guild_id in {*(c.guild_id for c in self._channels.values() if c.pending.ranges), *self._early}:
                 if guild_id not in self._loaded:
                     try:
                         await self.load_guild(guild_id)

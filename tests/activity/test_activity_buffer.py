@@ -88,6 +88,7 @@ async def total(store: FaultyStore) -> int:
 
 async def test_live_messages_settle_one_range_and_a_replay_is_dropped(store: FaultyStore) -> None:
     buffer = make_buffer(store)
+    await buffer.load_guild(GUILD)
     ids = post(buffer, 0, 50)
 
     assert [buffer.record(GUILD, CHANNEL, i, 7, NOW, counts=True) for i in ids[-3:]] == [False] * 3
@@ -96,6 +97,20 @@ async def test_live_messages_settle_one_range_and_a_replay_is_dropped(store: Fau
     stored = (await store.load_counted(GUILD))[CHANNEL].counted
     assert stored == CountedIds(snowflake_at(NOW) - 1, [(ids[0], ids[-1])])
     assert await total(store) == 50
+
+
+async def test_messages_before_the_stored_state_is_read_are_checked_against_it(store: FaultyStore) -> None:
+    first = make_buffer(store)
+    ids = post(first, 0, 10)
+    await first.flush()  # reads the guild's (empty) state, then writes the ten
+    second = make_buffer(store)  # another process, whose gateway hands it two of them again
+
+    for message_id in ids[-2:]:
+        second.record(GUILD, CHANNEL, message_id, 7, NOW, counts=True)
+    post(second, 10, 3)
+    await second.flush()
+
+    assert await total(store) == 13
 
 
 async def test_a_flush_refused_before_its_commit_is_written_by_the_next_one(store: FaultyStore) -> None:

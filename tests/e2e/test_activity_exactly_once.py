@@ -109,16 +109,21 @@ async def test_live_traffic_during_a_backfill_is_counted_once(
     sandbox.faults.rest_latency_s = 0.05  # 15 pages of history take 0.75 s at least
 
     live_during_backfill = 0
+    pending_seen = 0.0
     async with started(sandbox, database_url) as app:
         assert app.backfill is not None
+        pending = app.metrics.backfill_channels_pending.labels(guild=str(guild_id))
         # The live path counts while the backfill is still paging the gap behind it, in the same channel.
         while app.backfill.running() or app.backfill.progress(guild_id) is None:
+            pending_seen = max(pending_seen, pending._value.get())  # pyright: ignore[reportPrivateUsage]
             for index in range(10):
                 sandbox.post_message_nowait((busy, quiet)[index % 2], authors[index % 6], "live")
             live_during_backfill += 10
             await sandbox.flush()
             await asyncio.sleep(0.02)
         assert live_during_backfill >= 100, "the backfill ended before live traffic overlapped it"
+        assert pending_seen == 1  # the busy channel, while it was being paged
+        assert pending._value.get() == 0  # pyright: ignore[reportPrivateUsage]
         await backfilled(app, guild_id)
         sandbox.faults.rest_latency_s = 0.0
         truth = posted_in_sandbox(sandbox, guild_id)

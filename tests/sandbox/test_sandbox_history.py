@@ -102,3 +102,18 @@ async def test_tight_buckets_answer_429_and_hikari_waits_them_out(
     assert headers["X-RateLimit-Scope"] == "user"
     assert set(body) == {"message", "retry_after", "global"}
     assert waited >= 0.5  # five requests through a bucket of two per half second
+
+
+async def test_without_the_message_content_intent_history_has_no_content(sandbox_factory: SandboxFactory) -> None:
+    sb = await sandbox_factory(message_content_intent_enabled=False)
+    guild_id = sb.create_guild(members=10, seed=64)
+    channel_id = next(iter(sb.channels(guild_id)))
+    await sb.post_message(channel_id, sb.plain_member_id(guild_id), "private words")
+    auth = {"Authorization": f"Bot {sb.token}"}
+
+    url = f"/channels/{channel_id}/messages"
+    async with aiohttp.ClientSession(sb.rest_url) as http, http.get(url, headers=auth) as reply:
+        (message,) = await reply.json()
+
+    assert message["content"] == ""
+    assert {"id", "author", "timestamp", "channel_id"} <= set(message)

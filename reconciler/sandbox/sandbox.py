@@ -630,9 +630,6 @@ class DiscordSandbox:
         """Give or take the bot's VIEW_CHANNEL / READ_MESSAGE_HISTORY in a channel (403 on its history)."""
         self.truth.channel(channel_id).bot_can_read = readable
 
-    def message_ids(self, channel_id: int) -> list[int]:
-        """Ground truth: every message id of the channel's history, ascending."""
-        return [m.id for m in reversed(self.truth.channel(channel_id).history.page(limit=10**9))]
 
     def _keep_bot_message(self, message: JSON) -> None:
         try:

@@ -196,11 +196,12 @@ class Backfill:
         progress.tracking_since = self._buffer.tracking_since(guild_id)
         todo: list[ChannelHead] = []
         for head in heads:
-            known = self._buffer.known(guild_id, head.channel_id)  # a new channel starts here
+            known = self._buffer.known(guild_id, head.channel_id, head=head.last_message_id)  # a new one starts
             if head.channel_id in self._forbidden:
                 progress.forbidden.append(head.channel_id)
             elif known.gaps(up_to=head.last_message_id):
                 todo.append(head)
+        self._buffer.channels_listed(guild_id)
         if any(head.channel_id not in stored for head in heads):
             # Channels seen for the first time are written now, with where their counting starts: a
             # crash before the first timed flush must not move that start to the next boot.

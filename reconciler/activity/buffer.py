@@ -119,6 +119,8 @@ class ActivityBuffer:
         self._early: dict[int, list[tuple[int, int, int, datetime.datetime, bool] | None]] = {}
         """Live messages of guilds whose stored state is not read yet, in arrival order (None: a new session)."""
         self._guild_since: dict[int, datetime.datetime] = {}
+        self._fresh: set[int] = set()
+        """Guilds with nothing counted when loaded and no import asked: counting starts at Discord's now."""
         self._load_locks: dict[int, asyncio.Lock] = {}
         self._uncertain: list[_Taken] = []
         self._inflight: asyncio.Future[int] | None = None
@@ -130,13 +132,31 @@ class ActivityBuffer:
 
     # --- counting ------------------------------------------------------------------------------------
 
-    def _channel(self, guild_id: int, channel_id: int) -> _Channel:
+    def _channel(
+        self, guild_id: int, channel_id: int, *, first_live: int | None = None, head: int | None = None
+    ) -> _Channel:
+        """The channel's state; one seen for the first time starts where its counting begins.
+
+        `first_live` is the id of the live message that shows it first, `head` its latest message id as
+        Discord reported it at the guild's GUILD_CREATE (the backfill). Neither may fall before the start:
+        the local clock can run ahead of Discord's.
+        """
         channel = self._channels.get(channel_id)
         if channel is None:
             channel = self._channels[channel_id] = _Channel(guild_id)
             if guild_id in self._loaded:
-                self.start_channel(guild_id, channel_id, self.initial_watermark(guild_id, channel_id))
+                watermark = self._start_of(guild_id, channel_id, first_live=first_live, head=head)
+                self.start_channel(guild_id, channel_id, watermark)
         return channel
+
+    def _start_of(self, guild_id: int, channel_id: int, *, first_live: int | None, head: int | None) -> int:
+        if guild_id in self._fresh:
+            # Nothing counted in the guild yet: count from now, "now" as Discord knows it.
+            if first_live is not None:
+                return first_live - 1
+            return head if head is not None else channel_id
+        watermark = self.initial_watermark(guild_id, channel_id)
+        return watermark if first_live is None else min(watermark, first_live - 1)
 
     def record(
         self, guild_id: int, channel_id: int, message_id: int, user_id: int, at: datetime.datetime, *, counts: bool
@@ -153,7 +173,7 @@ class ActivityBuffer:
             return True
         channel = self._channels.get(channel_id)
         if channel is None:
-            channel = self._channel(guild_id, channel_id)
+            channel = self._channel(guild_id, channel_id, first_live=message_id)
         tail = channel.live_tail
         known = channel.known
         if tail is not None and known.extend_newest(tail, message_id):
@@ -248,6 +268,8 @@ class ActivityBuffer:
                 else:
                     since = self._clock() - datetime.timedelta(days=self._import_history_days)
                     self._guild_since[guild_id] = since
+                    if not self._import_history_days:
+                        self._fresh.add(guild_id)
                 for channel_id, state in stored.items():
                     self._channel(guild_id, channel_id).known.merge(state.counted)  # not loaded yet: no start
                 for channel_id, channel in self._channels.items():
@@ -262,6 +284,14 @@ class ActivityBuffer:
                         self.record(guild_id, channel_id, message_id, user_id, at, counts=counts)
             return stored
 
+    def channels_listed(self, guild_id: int) -> None:
+        """The guild's channels as of its first GUILD_CREATE have started: later ones start at `since`.
+
+        (Counting from "now as Discord knows it" is for what existed when counting began; a channel
+        created afterwards, even one the bot did not hear of at once, counts from its creation.)
+        """
+        self._fresh.discard(guild_id)
+
     def tracking_since(self, guild_id: int) -> datetime.datetime | None:
         """When counting started in the guild (None before `load_guild`)."""
         return self._guild_since.get(guild_id)
@@ -272,9 +302,12 @@ class ActivityBuffer:
         start = snowflake_at(since) if since is not None else snowflake_at(self._clock())
         return max(start - 1, channel_id)
 
-    def known(self, guild_id: int, channel_id: int) -> CountedIds:
-        """The channel's settled ids (live view: the backfill re-reads it after every page)."""
-        return self._channel(guild_id, channel_id).known
+    def known(self, guild_id: int, channel_id: int, *, head: int | None = None) -> CountedIds:
+        """The channel's settled ids (live view: the backfill re-reads it after every page).
+
+        `head` is the channel's `last_message_id` as Discord reported it, for a channel seen first here.
+        """
+        return self._channel(guild_id, channel_id, head=head).known
 
     def start_channel(self, guild_id: int, channel_id: int, watermark: int) -> None:
         """A channel seen for the first time: everything at or below `watermark` is not ours to count."""

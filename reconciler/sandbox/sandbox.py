@@ -630,7 +630,6 @@ class DiscordSandbox:
         """Give or take the bot's VIEW_CHANNEL / READ_MESSAGE_HISTORY in a channel (403 on its history)."""
         self.truth.channel(channel_id).bot_can_read = readable
 
-
     def _keep_bot_message(self, message: JSON) -> None:
         try:
             channel = self.truth.channel(int(message["channel_id"]))

@@ -95,7 +95,8 @@ async def test_live_messages_settle_one_range_and_a_replay_is_dropped(store: Fau
     await buffer.flush()
 
     stored = (await store.load_counted(GUILD))[CHANNEL].counted
-    assert stored == CountedIds(snowflake_at(NOW) - 1, [(ids[0], ids[-1])])
+    # Nothing counted before: counting starts at the first message seen, which joins the watermark.
+    assert stored == CountedIds(ids[-1])
     assert await total(store) == 50
 
 
@@ -157,3 +158,19 @@ async def test_a_cancelled_flush_still_writes_its_batch_and_stop_waits_for_it(st
     await buffer.stop()
 
     assert await total(store) == 30
+
+
+async def test_a_first_start_with_a_clock_ahead_of_discord_still_counts_live_messages(store: FaultyStore) -> None:
+    ahead = ActivityBuffer(
+        store=typing.cast("typing.Any", store),
+        metrics=Metrics(),
+        flush_seconds=60,
+        clock=lambda: NOW + datetime.timedelta(hours=2),  # the host's clock runs two hours ahead
+    )
+    await ahead.load_guild(GUILD)
+
+    ids = post(ahead, 0, 5)  # posted at Discord's NOW, before the host's "now"
+    await ahead.flush()
+
+    assert await total(store) == 5
+    assert (await store.load_counted(GUILD))[CHANNEL].counted == CountedIds(ids[-1])

@@ -40,6 +40,9 @@ if typing.TYPE_CHECKING:
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
+_EARLY_LIMIT: typing.Final = 100_000
+"""Messages kept per guild while its counted state cannot be read (about 10 MB)."""
+
 _MemberKey = tuple[int, int, datetime.date]
 _ChannelKey = tuple[int, int, datetime.date]
 
@@ -169,7 +172,16 @@ class ActivityBuffer:
         if guild_id not in self._loaded:
             # Until the guild's stored counted sets are read, a message cannot be checked against them:
             # it waits, in arrival order, and is recorded when they are (`load_guild`).
-            self._early.setdefault(guild_id, []).append((channel_id, message_id, user_id, at, counts))
+            early = self._early.setdefault(guild_id, [])
+            if len(early) < _EARLY_LIMIT:
+                early.append((channel_id, message_id, user_id, at, counts))
+            elif early[-1] is not None:
+                # The database has been unreadable for long: drop, and let nothing vouch for the dropped
+                # ids (a session break); they stay unsettled, so the next backfill fetches them.
+                early.append(None)
+                _LOGGER.warning(
+                    "activity: messages dropped until the counted state is readable", extra={"guild_id": guild_id}
+                )
             return True
         channel = self._channels.get(channel_id)
         if channel is None:

@@ -174,3 +174,19 @@ async def test_a_first_start_with_a_clock_ahead_of_discord_still_counts_live_mes
 
     assert await total(store) == 5
     assert (await store.load_counted(GUILD))[CHANNEL].counted == CountedIds(ids[-1])
+
+
+async def test_while_the_counted_state_is_unreadable_messages_wait_up_to_a_limit_then_stay_unsettled(
+    store: FaultyStore,
+) -> None:
+    buffer = make_buffer(store)
+    store.failing_reads = 1  # the first flush cannot read the guild's counted state
+    ids = post(buffer, 0, 100_010)
+    assert await buffer.flush() == 0
+
+    await buffer.flush()
+
+    assert await total(store) == 100_000
+    stored = (await store.load_counted(GUILD))[CHANNEL].counted
+    assert stored.covers(ids[0], ids[99_999])
+    assert not any(i in stored for i in ids[100_000:])  # left for the backfill to fetch

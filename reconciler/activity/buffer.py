@@ -21,6 +21,7 @@ import typing
 
 import attrs
 
+from reconciler.activity.counted_state import CountedState
 from reconciler.domain import (
     ActivityBatch,
     ActivityDelta,
@@ -28,7 +29,6 @@ from reconciler.domain import (
     CountedIds,
     CountedUpdate,
     RecordedGap,
-    snowflake_at,
 )
 
 if typing.TYPE_CHECKING:
@@ -54,20 +54,6 @@ class _Entry:
         self.messages = 0
         self.last_seen_at = last_seen_at
         self.first_arrival = arrival
-
-
-class _Channel:
-    """What this process knows of one channel: settled ids (stored + counted since), and the live tail."""
-
-    __slots__ = ("guild_id", "known", "live_tail", "pending")
-
-    def __init__(self, guild_id: int) -> None:
-        self.guild_id = guild_id
-        self.known = CountedIds()
-        self.pending = CountedIds()
-        """Ids settled since the last flush (watermark 0: nothing but them)."""
-        self.live_tail: int | None = None
-        """The last id the gateway delivered in the current session: every id up to it has been seen."""
 
 
 @attrs.define(kw_only=True)
@@ -112,19 +98,17 @@ class ActivityBuffer:
         self._store = store
         self._metrics = metrics
         self._flush_seconds = flush_seconds
-        self._import_history_days = import_history_days
-        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._state = CountedState(
+            store=store,
+            import_history_days=import_history_days,
+            clock=clock or (lambda: datetime.datetime.now(datetime.UTC)),
+        )
+        self._channels = self._state.channels
         self._members: dict[_MemberKey, _Entry] = {}
         self._channel_counts: dict[_ChannelKey, int] = {}
-        self._channels: dict[int, _Channel] = {}
         self._gaps: list[RecordedGap] = []
-        self._loaded: dict[int, Mapping[int, ChannelCounted]] = {}
         self._early: dict[int, list[tuple[int, int, int, datetime.datetime, bool] | None]] = {}
         """Live messages of guilds whose stored state is not read yet, in arrival order (None: a new session)."""
-        self._guild_since: dict[int, datetime.datetime] = {}
-        self._fresh: set[int] = set()
-        """Guilds with nothing counted when loaded and no import asked: counting starts at Discord's now."""
-        self._load_locks: dict[int, asyncio.Lock] = {}
         self._uncertain: list[_Taken] = []
         self._inflight: asyncio.Future[int] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -135,32 +119,6 @@ class ActivityBuffer:
 
     # --- counting ------------------------------------------------------------------------------------
 
-    def _channel(
-        self, guild_id: int, channel_id: int, *, first_live: int | None = None, head: int | None = None
-    ) -> _Channel:
-        """The channel's state; one seen for the first time starts where its counting begins.
-
-        `first_live` is the id of the live message that shows it first, `head` its latest message id as
-        Discord reported it at the guild's GUILD_CREATE (the backfill). Neither may fall before the start:
-        the local clock can run ahead of Discord's.
-        """
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            channel = self._channels[channel_id] = _Channel(guild_id)
-            if guild_id in self._loaded:
-                watermark = self._start_of(guild_id, channel_id, first_live=first_live, head=head)
-                self.start_channel(guild_id, channel_id, watermark)
-        return channel
-
-    def _start_of(self, guild_id: int, channel_id: int, *, first_live: int | None, head: int | None) -> int:
-        if guild_id in self._fresh:
-            # Nothing counted in the guild yet: count from now, "now" as Discord knows it.
-            if first_live is not None:
-                return first_live - 1
-            return head if head is not None else channel_id
-        watermark = self.initial_watermark(guild_id, channel_id)
-        return watermark if first_live is None else min(watermark, first_live - 1)
-
     def record(
         self, guild_id: int, channel_id: int, message_id: int, user_id: int, at: datetime.datetime, *, counts: bool
     ) -> bool:
@@ -169,7 +127,7 @@ class ActivityBuffer:
         Returns False for a message already settled (a resume replay). Only the fact is kept, never the
         content.
         """
-        if guild_id not in self._loaded:
+        if not self._state.is_loaded(guild_id):
             # Until the guild's stored counted sets are read, a message cannot be checked against them:
             # it waits, in arrival order, and is recorded when they are (`load_guild`).
             early = self._early.setdefault(guild_id, [])
@@ -185,7 +143,7 @@ class ActivityBuffer:
             return True
         channel = self._channels.get(channel_id)
         if channel is None:
-            channel = self._channel(guild_id, channel_id, first_live=message_id)
+            channel = self._state.channel(guild_id, channel_id, first_live=message_id)
         tail = channel.live_tail
         known = channel.known
         if tail is not None and known.extend_newest(tail, message_id):
@@ -213,7 +171,7 @@ class ActivityBuffer:
         self, guild_id: int, channel_id: int, message_id: int, user_id: int, at: datetime.datetime, *, counts: bool
     ) -> bool:
         """A message from the history (backfill); False when it was settled already (seen live)."""
-        channel = self._channel(guild_id, channel_id)
+        channel = self._state.channel(guild_id, channel_id)
         if message_id in channel.known:
             self._backfill_duplicates.inc()
             return False
@@ -228,7 +186,7 @@ class ActivityBuffer:
         """Every message with an id in [first, last] was fetched (and recorded) or never existed."""
         if first > last:
             return
-        channel = self._channel(guild_id, channel_id)
+        channel = self._state.channel(guild_id, channel_id)
         channel.known.add(first, last)
         channel.pending.add(first, last)
 
@@ -259,9 +217,7 @@ class ActivityBuffer:
         early = self._early.get(guild_id)
         if early:
             early.append(None)
-        for channel in self._channels.values():
-            if channel.guild_id == guild_id:
-                channel.live_tail = None
+        self._state.restart_session(guild_id)
 
     def __len__(self) -> int:
         return len(self._members)
@@ -270,62 +226,30 @@ class ActivityBuffer:
 
     async def load_guild(self, guild_id: int) -> Mapping[int, ChannelCounted]:
         """Merge the guild's stored counted sets into what this process knows (once per guild)."""
-        lock = self._load_locks.setdefault(guild_id, asyncio.Lock())
-        async with lock:
-            stored = self._loaded.get(guild_id)
-            if stored is None:
-                stored = await self._store.load_counted(guild_id)
-                if stored:
-                    self._guild_since[guild_id] = min(s.tracked_since for s in stored.values())
+        stored, just_now = await self._state.load(guild_id)
+        if just_now:
+            for early in self._early.pop(guild_id, ()):
+                if early is None:
+                    self.session_restarted(guild_id)
                 else:
-                    since = self._clock() - datetime.timedelta(days=self._import_history_days)
-                    self._guild_since[guild_id] = since
-                    if not self._import_history_days:
-                        self._fresh.add(guild_id)
-                for channel_id, state in stored.items():
-                    self._channel(guild_id, channel_id).known.merge(state.counted)  # not loaded yet: no start
-                for channel_id, channel in self._channels.items():
-                    if channel.guild_id == guild_id and channel_id not in stored:
-                        self.start_channel(guild_id, channel_id, self.initial_watermark(guild_id, channel_id))
-                self._loaded[guild_id] = stored
-                for early in self._early.pop(guild_id, ()):
-                    if early is None:
-                        self.session_restarted(guild_id)
-                    else:
-                        channel_id, message_id, user_id, at, counts = early
-                        self.record(guild_id, channel_id, message_id, user_id, at, counts=counts)
-            return stored
+                    channel_id, message_id, user_id, at, counts = early
+                    self.record(guild_id, channel_id, message_id, user_id, at, counts=counts)
+        return stored
 
     def channels_listed(self, guild_id: int) -> None:
-        """The guild's channels as of its first GUILD_CREATE have started: later ones start at `since`.
-
-        (Counting from "now as Discord knows it" is for what existed when counting began; a channel
-        created afterwards, even one the bot did not hear of at once, counts from its creation.)
-        """
-        self._fresh.discard(guild_id)
+        """See `CountedState.channels_listed`: channels created from now on count from their creation."""
+        self._state.channels_listed(guild_id)
 
     def tracking_since(self, guild_id: int) -> datetime.datetime | None:
         """When counting started in the guild (None before `load_guild`)."""
-        return self._guild_since.get(guild_id)
-
-    def initial_watermark(self, guild_id: int, channel_id: int) -> int:
-        """Where a channel without stored state starts: when the guild's counting started, or its creation."""
-        since = self._guild_since.get(guild_id)
-        start = snowflake_at(since) if since is not None else snowflake_at(self._clock())
-        return max(start - 1, channel_id)
+        return self._state.tracking_since(guild_id)
 
     def known(self, guild_id: int, channel_id: int, *, head: int | None = None) -> CountedIds:
         """The channel's settled ids (live view: the backfill re-reads it after every page).
 
         `head` is the channel's `last_message_id` as Discord reported it, for a channel seen first here.
         """
-        return self._channel(guild_id, channel_id, head=head).known
-
-    def start_channel(self, guild_id: int, channel_id: int, watermark: int) -> None:
-        """A channel seen for the first time: everything at or below `watermark` is not ours to count."""
-        channel = self._channel(guild_id, channel_id)
-        channel.known.raise_watermark(watermark)
-        channel.pending.raise_watermark(watermark)
+        return self._state.channel(guild_id, channel_id, head=head).known
 
     # --- flushing ------------------------------------------------------------------------------------
 
@@ -334,7 +258,7 @@ class ActivityBuffer:
         async with self._flush_lock:
             await self._resolve_uncertain()
             for guild_id in {*(c.guild_id for c in self._channels.values() if c.pending.ranges), *self._early}:
-                if guild_id not in self._loaded:
+                if not self._state.is_loaded(guild_id):
                     try:
                         await self.load_guild(guild_id)
                     except Exception:
@@ -367,12 +291,12 @@ class ActivityBuffer:
     def _take(self) -> _Taken | None:
         counted: dict[int, CountedIds] = {}
         for channel_id, channel in self._channels.items():
-            if channel.guild_id not in self._loaded:
+            if not self._state.is_loaded(channel.guild_id):
                 continue  # kept until the guild's stored state is known (its new channels' watermarks)
             if channel.pending.ranges or channel.pending.watermark:
                 counted[channel_id] = channel.pending
                 channel.pending = CountedIds()
-        waiting_guilds = {c.guild_id for c in self._channels.values() if c.guild_id not in self._loaded}
+        waiting_guilds = {c.guild_id for c in self._channels.values() if not self._state.is_loaded(c.guild_id)}
         members = {k: e for k, e in self._members.items() if k[0] not in waiting_guilds}
         channels = {k: n for k, n in self._channel_counts.items() if k[0] not in waiting_guilds}
         gaps = [g for g in self._gaps if g.guild_id not in waiting_guilds]
@@ -422,23 +346,11 @@ class ActivityBuffer:
         """
         if not taken.counted:
             return False  # nothing to tell by; counts without ids come only from `add_activity` callers
-        guilds = {self._channels[c].guild_id for c in taken.counted}
         try:
-            stored: dict[int, CountedIds] = {}
-            for guild_id in guilds:
-                stored.update({cid: s.counted for cid, s in (await self._store.load_counted(guild_id)).items()})
+            return await self._state.stored_holds(taken.counted)
         except Exception:
             _LOGGER.exception("activity flush: counted state not readable")
             return None
-        for channel_id, counted in taken.counted.items():
-            have = stored.get(channel_id)
-            if have is None:
-                return False
-            merged = have.copy()
-            merged.merge(counted)
-            if merged != have:
-                return False
-        return True
 
     def _restore(self, taken: _Taken) -> None:
         """Put a failed flush back, adding what arrived during the attempt."""

@@ -127,22 +127,11 @@ class ActivityBuffer:
         Returns False for a message already settled (a resume replay). Only the fact is kept, never the
         content.
         """
-        if not self._state.is_loaded(guild_id):
-            # Until the guild's stored counted sets are read, a message cannot be checked against them:
-            # it waits, in arrival order, and is recorded when they are (`load_guild`).
-            early = self._early.setdefault(guild_id, [])
-            if len(early) < _EARLY_LIMIT:
-                early.append((channel_id, message_id, user_id, at, counts))
-            elif early[-1] is not None:
-                # The database has been unreadable for long: drop, and let nothing vouch for the dropped
-                # ids (a session break); they stay unsettled, so the next backfill fetches them.
-                early.append(None)
-                _LOGGER.warning(
-                    "activity: messages dropped until the counted state is readable", extra={"guild_id": guild_id}
-                )
-            return True
         channel = self._channels.get(channel_id)
-        if channel is None:
+        if channel is None:  # (a channel is known only once its guild's stored state is read)
+            if not self._state.is_loaded(guild_id):
+                self._wait_for_load(guild_id, (channel_id, message_id, user_id, at, counts))
+                return True
             channel = self._state.channel(guild_id, channel_id, first_live=message_id)
         tail = channel.live_tail
         known = channel.known
@@ -166,6 +155,20 @@ class ActivityBuffer:
         if counts:
             self._count(guild_id, channel_id, user_id, at)
         return True
+
+    def _wait_for_load(self, guild_id: int, message: tuple[int, int, int, datetime.datetime, bool]) -> None:
+        """Until the guild's stored counted sets are read, a message cannot be checked against them: it
+        waits, in arrival order, and is recorded when they are (`load_guild`)."""
+        early = self._early.setdefault(guild_id, [])
+        if len(early) < _EARLY_LIMIT:
+            early.append(message)
+        elif early[-1] is not None:
+            # The database has been unreadable for long: drop, and let nothing vouch for the dropped ids
+            # (a session break); they stay unsettled, so the next backfill fetches them.
+            early.append(None)
+            _LOGGER.warning(
+                "activity: messages dropped until the counted state is readable", extra={"guild_id": guild_id}
+            )
 
     def record_fetched(
         self, guild_id: int, channel_id: int, message_id: int, user_id: int, at: datetime.datetime, *, counts: bool

@@ -20,11 +20,12 @@ import typing
 import arc
 import attrs
 
-from reconciler.activity import ActivityBuffer
+from reconciler.activity import ActivityBuffer, Backfill
 from reconciler.discord.bot import build_bot, start_bot
 from reconciler.discord.cache_reader import CacheReader
 from reconciler.discord.commands import SyncCommands, register_sync_commands
 from reconciler.discord.counts import DiscordCountReader
+from reconciler.discord.history import HikariHistory
 from reconciler.discord.listeners import GatewayListeners
 from reconciler.discord.readiness import GuildReadiness
 from reconciler.discord.relist import Relister
@@ -70,6 +71,8 @@ class App:
     reconciler: Reconciler
     queue: SyncQueue
     activity: ActivityBuffer
+    backfill: Backfill | None
+    """Fills counting gaps from Discord's history when a guild is ready; None when disabled."""
     listeners: GatewayListeners
     commands: SyncCommands
     metrics_server: MetricsServer | None
@@ -125,6 +128,25 @@ def _guilds_check(readiness: GuildReadiness) -> typing.Callable[[], typing.Await
     return check
 
 
+def _activity_check(
+    readiness: GuildReadiness, backfill: Backfill | None
+) -> typing.Callable[[], typing.Awaitable[CheckResult]]:
+    """Always passes (counting goes on while gaps are filled); its detail says how far the backfill is."""
+
+    async def check() -> CheckResult:
+        if backfill is None:
+            return CheckResult.passed("backfill disabled: counting live messages only")
+        running = backfill.running()
+        if running:
+            return CheckResult.passed(
+                f"{len(running)} guild(s) backfilling; {running[0]}: {backfill.describe(running[0])}"
+            )
+        described = [backfill.describe(g) for g in readiness.guild_ids()]
+        return CheckResult.passed(next((d for d in described if d), "no guild backfilled yet"))
+
+    return check
+
+
 @contextlib.asynccontextmanager
 async def running_app(
     settings: Settings,
@@ -171,17 +193,46 @@ async def running_app(
         queue = SyncQueue(
             reconciler, is_ready=reader.is_ready, metrics=metrics, settings=settings.sync, workers=workers
         )
-        activity = ActivityBuffer(store=used, metrics=metrics, flush_seconds=settings.sync.activity_flush_seconds)
+        activity = ActivityBuffer(
+            store=used,
+            metrics=metrics,
+            flush_seconds=settings.sync.activity_flush_seconds,
+            import_history_days=settings.activity.import_history_days,
+            clock=clock,
+        )
+        backfill: Backfill | None = None
+        if settings.activity.backfill_enabled:
+            backfill = Backfill(
+                buffer=activity,
+                history=HikariHistory(bot),
+                store=used,
+                metrics=metrics,
+                max_age_days=max(settings.activity.backfill_max_age_days, settings.activity.import_history_days),
+                concurrency=settings.activity.backfill_concurrency,
+                clock=clock,
+            )
         guilds = GuildRecords(store=used, queue=queue, metrics=metrics)
         listeners = GatewayListeners(
-            bot=bot, readiness=readiness, queue=queue, activity=activity, guilds=guilds, metrics=metrics
+            bot=bot,
+            readiness=readiness,
+            queue=queue,
+            activity=activity,
+            guilds=guilds,
+            metrics=metrics,
+            backfill=backfill,
         )
 
         commands = SyncCommands(
             queue=queue,
             reader=reader,
             readiness=readiness,
-            queries=GuildQueries(store=used, desired=reader, reconciler=reconciler, metrics=metrics),
+            queries=GuildQueries(
+                store=used,
+                desired=reader,
+                reconciler=reconciler,
+                metrics=metrics,
+                activity_status=backfill.describe if backfill is not None else None,
+            ),
             metrics=metrics,
             settings=settings,
         )
@@ -190,7 +241,12 @@ async def running_app(
         server: MetricsServer | None = None
         if serve_metrics:
             probe = NamedChecks(
-                {"gateway": _gateway_check(bot), "database": database_check, "guilds": _guilds_check(readiness)}
+                {
+                    "gateway": _gateway_check(bot),
+                    "database": database_check,
+                    "guilds": _guilds_check(readiness),
+                    "activity": _activity_check(readiness, backfill),
+                }
             )
             obs = settings.observability
             async with _failing_as(
@@ -206,6 +262,8 @@ async def running_app(
         stack.push_async_callback(_close_bot, bot)
         activity.start()
         stack.push_async_callback(activity.stop)
+        if backfill is not None:
+            stack.push_async_callback(backfill.close)
         queue.start()
         stack.push_async_callback(queue.stop, timeout=_DRAIN_SECONDS)
         listeners.subscribe()
@@ -256,6 +314,7 @@ async def running_app(
             reconciler=reconciler,
             queue=queue,
             activity=activity,
+            backfill=backfill,
             listeners=listeners,
             commands=commands,
             metrics_server=server,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "ActivitySettings",
     "ConfigError",
     "DatabaseSettings",
     "DiscordSettings",
@@ -152,6 +153,13 @@ class SyncSettings(_Section):
     gateway_runs_interval_seconds: float = pydantic.Field(default=3600.0, gt=0, le=86_400)
 
 
+class ActivitySettings(_Section):
+    backfill_enabled: bool = True
+    backfill_max_age_days: float = pydantic.Field(default=7.0, gt=0, le=3650)
+    backfill_concurrency: int = pydantic.Field(default=4, ge=1, le=50)
+    import_history_days: float = pydantic.Field(default=0.0, ge=0, le=3650)
+
+
 class ScheduleSettings(_Section):
     enabled: bool = True
     drift_check_seconds: float = pydantic.Field(default=900.0, gt=0)
@@ -255,6 +263,7 @@ class Settings(pydantic_settings.BaseSettings):
     discord: DiscordSettings = pydantic.Field(default_factory=DiscordSettings)
     database: DatabaseSettings = pydantic.Field(default_factory=DatabaseSettings)
     sync: SyncSettings = pydantic.Field(default_factory=SyncSettings)
+    activity: ActivitySettings = pydantic.Field(default_factory=ActivitySettings)
     schedule: ScheduleSettings = pydantic.Field(default_factory=ScheduleSettings)
     observability: ObservabilitySettings = pydantic.Field(default_factory=ObservabilitySettings)
     retention: RetentionSettings = pydantic.Field(default_factory=RetentionSettings)

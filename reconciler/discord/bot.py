@@ -18,13 +18,15 @@ if typing.TYPE_CHECKING:
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
-# What the replica reads: guilds and their roles, members (chunked), our own user. Nothing else is kept,
-# which keeps the cache at about 1.2 KB a member.
+# What the replica reads: guilds and their roles, members (chunked), our own user, and the guild channels
+# (their `last_message_id` tells the activity backfill where history ends). Nothing else is kept, which
+# keeps the cache at about 1.2 KB a member.
 _CACHE_COMPONENTS: typing.Final = (
     hikari.api.CacheComponents.GUILDS
     | hikari.api.CacheComponents.MEMBERS
     | hikari.api.CacheComponents.ROLES
     | hikari.api.CacheComponents.ME
+    | hikari.api.CacheComponents.GUILD_CHANNELS
 )
 
 

@@ -283,6 +283,8 @@ class SyncCommands:
             last_runs=last_runs,
             verdict=verdict,
             reason=reason,
+            top_channels=await self._queries.top_channels(guild_id, now=now),
+            activity_status=self._queries.activity_status(guild_id),
         )
 
 

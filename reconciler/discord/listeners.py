@@ -24,7 +24,7 @@ from reconciler.engine.runs import RunKind, SyncRequest, Trigger
 if typing.TYPE_CHECKING:
     import prometheus_client
 
-    from reconciler.activity import ActivityBuffer
+    from reconciler.activity import ActivityBuffer, Backfill
     from reconciler.discord.readiness import GuildReadiness
     from reconciler.engine.guilds import GuildRecords
     from reconciler.engine.queue import SyncQueue
@@ -53,11 +53,13 @@ class GatewayListeners:
         activity: ActivityBuffer,
         guilds: GuildRecords,
         metrics: Metrics,
+        backfill: Backfill | None = None,
     ) -> None:
         self._bot = bot
         self._readiness = readiness
         self._queue = queue
         self._activity = activity
+        self._backfill = backfill
         self._guilds = guilds
         self._metrics = metrics
         self._open = True
@@ -127,6 +129,10 @@ class GatewayListeners:
         self._metrics.chunking_progress.labels(guild=str(guild_id)).set(0)
         # The cache was just emptied; its new member list is taken after any earlier departure.
         self._left_while_chunking[guild_id] = set()
+        # A fresh session: messages sent while there was none are fetched from the history.
+        self._activity.session_restarted(guild_id)
+        if self._backfill is not None and self._open:
+            self._backfill.guild_ready(guild_id)
         if event.chunk_nonce is None:
             # hikari did not chunk (small guild with presences): GUILD_CREATE carried every member.
             self._readiness.guild_available(guild_id, None)
@@ -143,6 +149,8 @@ class GatewayListeners:
         guild_id = int(event.guild_id)
         self._readiness.guild_gone(guild_id)
         self._left_while_chunking.pop(guild_id, None)
+        if self._backfill is not None:
+            self._backfill.guild_gone(guild_id)
         self._metrics.guild_ready.labels(guild=str(guild_id)).set(0)
         await self._guilds.removed(guild_id)
 
@@ -283,9 +291,18 @@ class GatewayListeners:
 
     async def _on_message(self, event: hikari.GuildMessageCreateEvent) -> None:
         self._count("message_create")
-        if not self._open or event.is_webhook:
+        if not self._open:
             return
-        self._activity.record(int(event.guild_id), int(event.author_id), event.message.timestamp)
+        # Webhook messages (interaction replies included) are settled but not counted, as in the backfill.
+        message = event.message
+        self._activity.record(
+            int(event.guild_id),
+            int(message.channel_id),
+            int(message.id),
+            int(message.author.id),
+            message.timestamp,
+            counts=message.webhook_id is None,
+        )
 
     async def _on_shard_up(self, event: hikari.ShardConnectedEvent | hikari.ShardResumedEvent) -> None:
         self._count("shard_connected" if isinstance(event, hikari.ShardConnectedEvent) else "shard_resumed")

@@ -18,7 +18,7 @@ from reconciler.engine.runs import Outcome
 
 if typing.TYPE_CHECKING:
     import datetime
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from reconciler.domain.health import DriftCounts, Verdict
     from reconciler.engine.runs import RunProgress, RunReport
@@ -80,6 +80,10 @@ class GuildStats:
     last_runs: Mapping[str, SyncRun]
     verdict: Verdict
     reason: str
+    top_channels: Sequence[tuple[int, int]] = ()
+    """The busiest channels of the last 7 days: (channel id, messages)."""
+    activity_status: str = ""
+    """"activity complete since ..." or the backfill's progress."""
 
 
 def _when(moment: datetime.datetime | None, now: datetime.datetime) -> str:
@@ -140,6 +144,14 @@ def stats_embed(stats: GuildStats, *, now: datetime.datetime) -> hikari.Embed:
         ),
         inline=False,
     )
+    if stats.activity_status:
+        embed.add_field(name="Activity counting", value=stats.activity_status, inline=False)
+    if stats.top_channels:
+        embed.add_field(
+            name="Top channels (7 d)",
+            value="\n".join(f"<#{channel_id}> {messages:,}" for channel_id, messages in stats.top_channels),
+            inline=False,
+        )
     runs = [
         f"**{kind}**: {run.outcome or 'running'} {_when(run.finished_at or run.started_at, now)} ({_who(run, now)})"
         for kind, run in sorted(stats.last_runs.items())

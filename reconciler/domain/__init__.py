@@ -4,19 +4,26 @@ from __future__ import annotations
 
 __all__ = [
     "FINGERPRINT_VERSION",
+    "ActivityBatch",
     "ActivityDelta",
     "ChangeCounts",
     "ChangeSet",
+    "ChannelActivityDelta",
+    "ChannelCounted",
+    "CountedIds",
+    "CountedUpdate",
     "EventKind",
     "EventOrigin",
     "EventSource",
     "FingerprintComparison",
     "FingerprintMemo",
     "GuildSnapshot",
+    "IdGap",
     "MemberChange",
     "MemberEvent",
     "MemberState",
     "MemberStatus",
+    "RecordedGap",
     "RoleState",
     "Scope",
     "StoredFingerprints",
@@ -30,12 +37,25 @@ __all__ = [
     "dirty_user_ids",
     "fingerprint",
     "merge_activity",
+    "merge_channel_activity",
     "plan_changes",
     "redact",
+    "snowflake_at",
+    "snowflake_time",
 ]
 
-from reconciler.domain.activity import ActivityDelta, merge_activity
+from reconciler.domain.activity import (
+    ActivityBatch,
+    ActivityDelta,
+    ChannelActivityDelta,
+    ChannelCounted,
+    CountedUpdate,
+    RecordedGap,
+    merge_activity,
+    merge_channel_activity,
+)
 from reconciler.domain.changes import ChangeCounts, ChangeSet, MemberChange, apply_to, plan_changes
+from reconciler.domain.counted import CountedIds, IdGap, snowflake_at, snowflake_time
 from reconciler.domain.fingerprints import (
     FINGERPRINT_VERSION,
     FingerprintComparison,

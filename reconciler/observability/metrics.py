@@ -8,6 +8,8 @@ which would make the series count grow with the member count.
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVITY_SOURCES",
+    "BACKFILL_SKIP_REASONS",
     "CHANGE_KINDS",
     "COUNT_AUDIT_KINDS",
     "DRIFT_KINDS",
@@ -51,6 +53,8 @@ SCHEDULER_JOBS: typing.Final = ("drift_check", "relist", "cleanup", "count_audit
 COUNT_AUDIT_KINDS: typing.Final = COUNT_MISMATCH_KINDS
 # Tables the nightly retention prunes (the `table` label of reconciler_retention_deleted_rows_total).
 RETENTION_TABLES: typing.Final = ("sync_runs", "scheduler_slots", "member_events")
+ACTIVITY_SOURCES: typing.Final = ("live", "backfill")
+BACKFILL_SKIP_REASONS: typing.Final = ("forbidden", "too_old")
 ERROR_STAGES: typing.Final = ("gateway", "chunking", "diff", "store", "activity", "command", "scheduler", "guard")
 
 # Labels a child's samples carry beyond the metric's own labels (a histogram's bucket bound).
@@ -152,6 +156,29 @@ class Metrics:
             "Distinct (guild, user, day) activity entries waiting to be flushed.",
             registry=r,
         )
+        self.activity_duplicates = prometheus_client.Counter(
+            "reconciler_activity_duplicates",
+            "Messages seen again (a resume replay, a backfill overlapping the live path) and not counted twice.",
+            ["source"],
+            registry=r,
+        )
+        self.backfill_messages = prometheus_client.Counter(
+            "reconciler_backfill_messages",
+            "Messages fetched from Discord's history by the backfill and counted.",
+            registry=r,
+        )
+        self.backfill_channels_pending = prometheus_client.Gauge(
+            "reconciler_backfill_channels_pending",
+            "Channels of a guild whose gaps are still being fetched.",
+            ["guild"],
+            registry=r,
+        )
+        self.backfill_channels_skipped = prometheus_client.Counter(
+            "reconciler_backfill_channels_skipped",
+            "Channels the backfill skipped: forbidden (403 Missing Access) or a gap given up (older than the maximum age).",
+            ["reason"],
+            registry=r,
+        )
         self.db_latency = prometheus_client.Histogram(
             "reconciler_db_operation_seconds",
             "Latency of database operations.",
@@ -213,6 +240,11 @@ class Metrics:
             self.job_missed.labels(job_name=job)
         for table in RETENTION_TABLES:
             self.retention_deleted.labels(table=table)
+
+        for source in ACTIVITY_SOURCES:
+            self.activity_duplicates.labels(source=source)
+        for reason in BACKFILL_SKIP_REASONS:
+            self.backfill_channels_skipped.labels(reason=reason)
 
     def publish_unaudited(self, guild_id: int) -> None:
         """The guild's count-audit series as NaN (not audited yet) unless an audit has set them.

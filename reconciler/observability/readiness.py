@@ -31,10 +31,12 @@ class CheckResult:
 
     ok: bool
     reason: str = ""
+    detail: str = ""
+    """What a passing check has to say (the activity backfill's progress); shown by /readyz."""
 
     @classmethod
-    def passed(cls) -> CheckResult:
-        return cls(ok=True)
+    def passed(cls, detail: str = "") -> CheckResult:
+        return cls(ok=True, detail=detail[:_MAX_REASON_LENGTH])
 
     @classmethod
     def failed(cls, reason: str) -> CheckResult:

@@ -37,7 +37,11 @@ def _readiness_body(results: Mapping[str, CheckResult]) -> tuple[bool, str]:
     # No checks at all proves nothing: not ready.
     ready = bool(results) and all(result.ok for result in results.values())
     checks = {
-        name: {"ok": result.ok, **({} if result.ok else {"reason": result.reason})}
+        name: {
+            "ok": result.ok,
+            **({} if result.ok else {"reason": result.reason}),
+            **({"detail": result.detail} if result.detail else {}),
+        }
         for name, result in sorted(results.items())
     }
     return ready, json.dumps({"status": "ready" if ready else "not ready", "checks": checks})

@@ -366,7 +366,12 @@ class Gateway:
         self._expire_sessions()
         session = self._sessions.get(str(resume.get("session_id")))
         seq = resume.get("seq")
-        frames = session.frames_after(int(seq)) if session is not None and isinstance(seq, int) else None
+        frames = None
+        if session is not None and isinstance(seq, int):
+            overlap = self._faults.resume_replay_overlap
+            frames = session.frames_after(int(seq))
+            if overlap and frames is not None:
+                frames = session.frames_after(max(session.first_buffered_seq - 1, int(seq) - overlap, 0)) or frames
         if session is None or frames is None:
             self._stats.failed_resumes += 1
             if session is not None:

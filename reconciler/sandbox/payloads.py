@@ -15,6 +15,7 @@ __all__ = [
     "own_user_obj",
     "ready_obj",
     "role_obj",
+    "thread_obj",
     "user_obj",
 ]
 
@@ -23,6 +24,8 @@ import logging
 import typing
 
 import orjson
+
+from reconciler.sandbox import ids
 
 if typing.TYPE_CHECKING:
     from reconciler.sandbox import state
@@ -147,6 +150,32 @@ def channel_obj(channel: state.Channel, *, with_guild_id: bool = True) -> JSON:
     return payload
 
 
+def thread_obj(thread: state.Channel) -> JSON:
+    """Active thread object (GUILD_CREATE `threads`, `GET /guilds/{id}/threads/active`)."""
+    created = iso_timestamp(ids.snowflake_ms(thread.id))
+    return {
+        "id": str(thread.id),
+        "guild_id": str(thread.guild_id),
+        "parent_id": str(thread.parent_id) if thread.parent_id is not None else None,
+        "owner_id": str(thread.owner_id) if thread.owner_id is not None else None,
+        "type": thread.type,
+        "name": thread.name,
+        "flags": 0,
+        "last_message_id": str(thread.last_message_id) if thread.last_message_id is not None else None,
+        "rate_limit_per_user": 0,
+        "message_count": len(thread.history),
+        "member_count": 1,
+        "total_message_sent": len(thread.history),
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": created,
+            "locked": False,
+            "create_timestamp": created,
+        },
+    }
+
+
 def guild_obj(guild: state.Guild, *, approximate_counts: bool = False, online: int = 0) -> JSON:
     """Guild object as `GET /guilds/{id}` returns it; `?with_counts=true` adds the approximate counts.
 
@@ -226,7 +255,7 @@ def guild_create_obj(
             "voice_states": [],
             "members": [orjson.Fragment(member_wire(m)) for m in members],
             "channels": [channel_obj(c, with_guild_id=False) for c in guild.channels.values()],
-            "threads": [],
+            "threads": [thread_obj(t) for t in guild.threads.values()],
             "presences": [],
             "stage_instances": [],
             "guild_scheduled_events": [],

@@ -36,25 +36,26 @@ class RestRateLimiter:
         self._period = period
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def hit(self, route: str, major: str) -> RateLimitVerdict:
-        """Count one request against its bucket."""
+    def hit(self, route: str, major: str, *, override: tuple[int, float] | None = None) -> RateLimitVerdict:
+        """Count one request against its bucket (`override`: tighter limit and window, a fault switch)."""
+        limit, period = override if override is not None else (self._limit, self._period)
         now = time.monotonic()
         key = (route, major)
         window = self._windows.get(key)
         if window is None or now >= window.reset_at:
-            window = self._windows[key] = _Window(reset_at=now + self._period, used=0)
+            window = self._windows[key] = _Window(reset_at=now + period, used=0)
         reset_after = max(0.0, window.reset_at - now)
         headers = {
-            "X-RateLimit-Limit": str(self._limit),
+            "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
             "X-RateLimit-Bucket": hashlib.sha1(route.encode(), usedforsecurity=False).hexdigest()[:32],
         }
-        if window.used >= self._limit:
+        if window.used >= limit:
             headers["X-RateLimit-Remaining"] = "0"
             headers["X-RateLimit-Scope"] = "user"
             headers["Retry-After"] = str(max(1, math.ceil(reset_after)))
             return RateLimitVerdict(headers=headers, retry_after=round(reset_after, 3))
         window.used += 1
-        headers["X-RateLimit-Remaining"] = str(self._limit - window.used)
+        headers["X-RateLimit-Remaining"] = str(limit - window.used)
         return RateLimitVerdict(headers=headers, retry_after=None)

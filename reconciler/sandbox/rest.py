@@ -28,6 +28,7 @@ API_PREFIXES: typing.Final = ("", "/api/v10", "/api/v9")
 _VERSION_PREFIX: typing.Final = re.compile(r"^/api/v\d+")
 _NO_AUTH_PREFIXES: typing.Final = ("/interactions/", "/webhooks/", "/gateway")
 _MAX_MEMBERS_PAGE: typing.Final = 1000
+_MAX_MESSAGES_PAGE: typing.Final = 100
 
 
 def json_response(body: object, *, status: int = 200) -> web.Response:
@@ -82,6 +83,7 @@ class RestApi:
             ("GET", "/guilds/{guild_id}/roles", self.get_roles),
             ("GET", "/guilds/{guild_id}/roles/member-counts", self.get_role_member_counts),
             ("GET", "/guilds/{guild_id}/channels", self.get_channels),
+            ("GET", "/guilds/{guild_id}/threads/active", self.get_active_threads),
             ("GET", "/guilds/{guild_id}/members", self.list_members),
             ("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member),
             ("PATCH", "/guilds/{guild_id}/members/{user_id}", self.edit_member),
@@ -89,6 +91,7 @@ class RestApi:
             ("DELETE", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", self.remove_member_role),
             ("GET", "/channels/{channel_id}", self.get_channel),
             ("POST", "/channels/{channel_id}/messages", self.create_message),
+            ("GET", "/channels/{channel_id}/messages", self.get_messages),
         ]
         return [web.route(method, prefix + path, handler) for prefix in API_PREFIXES for method, path, handler in table]
 
@@ -109,7 +112,9 @@ class RestApi:
                 raise errors.unauthorized()
             if not route_path.endswith("/callback") and route_path != "/gateway":
                 major = self._major_parameter(request)
-                verdict = self._limiter.hit(f"{request.method} {route_path}", major)
+                verdict = self._limiter.hit(
+                    f"{request.method} {route_path}", major, override=self._sb.faults.rest_rate_limit
+                )
                 if verdict.retry_after is not None:
                     self._sb.stats.rest_rate_limited += 1
                     response: web.StreamResponse = json_response(
@@ -333,6 +338,10 @@ class RestApi:
     async def get_channels(self, request: web.Request) -> web.StreamResponse:
         return json_response([payloads.channel_obj(c) for c in self._guild(request).channels.values()])
 
+    async def get_active_threads(self, request: web.Request) -> web.StreamResponse:
+        guild = self._guild(request)
+        return json_response({"threads": [payloads.thread_obj(t) for t in guild.threads.values()], "members": []})
+
     async def list_members(self, request: web.Request) -> web.StreamResponse:
         guild = self._guild(request)
         if not self._sb.settings.members_intent_enabled:
@@ -406,3 +415,29 @@ class RestApi:
             raise errors.cannot_send_empty()
         message = self._sb.bot_message_nowait(channel.id, typing.cast("JSON", body) if isinstance(body, dict) else {})
         return json_response(message)
+
+    async def get_messages(self, request: web.Request) -> web.StreamResponse:
+        channel = self._sb.truth.channel(_snowflake(request, "channel_id", "channel"))
+        if not channel.bot_can_read:
+            raise errors.missing_access()
+        query = request.query
+        anchors = [name for name in ("before", "after", "around") if name in query]
+        if len(anchors) > 1:
+            raise errors.invalid_form_body(
+                {anchors[1]: errors.field_error("BASE_TYPE_BAD_COMBINATION", "Use only one of before, after, around.")}
+            )
+        try:
+            limit = int(query.get("limit", "50"))
+            anchor = int(query[anchors[0]]) if anchors else None
+        except ValueError:
+            raise errors.invalid_form_body(
+                {"limit": errors.field_error("NUMBER_TYPE_COERCE", "Value is not int.")}
+            ) from None
+        if not 1 <= limit <= _MAX_MESSAGES_PAGE:
+            raise errors.invalid_form_body(
+                {"limit": errors.field_error("NUMBER_TYPE_MAX", "int value should be between 1 and 100.")}
+            )
+        kind = anchors[0] if anchors else "before"
+        page = channel.history.page(limit=limit, **{kind: anchor})
+        self._sb.stats.history_messages_served += len(page)
+        return json_response([self._sb.message_history_obj(channel.id, m) for m in page])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["DiscordSandbox"]
 
+import contextlib
 import gc
 import logging
 import re
@@ -16,6 +17,7 @@ from aiohttp import web
 from reconciler.sandbox import (
     commands,
     gateway,
+    history,
     ids,
     interactions,
     payloads,
@@ -557,6 +559,9 @@ class DiscordSandbox:
             mentions=mentions,
         )
         channel.last_message_id = message_id
+        channel.history.add(history.StoredMessage(id=message_id, author_id=author_id, content=content))
+        if not channel.bot_can_read:
+            return message_id  # Discord sends no event for a channel the bot cannot view
         data = payloads.dumps(message)
         redacted: bytes | None = None
         mentions_bot = any(m["id"] == str(self.bot_user_id) for m in mentions)
@@ -588,11 +593,79 @@ class DiscordSandbox:
         self._bot_message_event("MESSAGE_CREATE", channel.guild_id, message)
         return message
 
+    def message_history_obj(self, channel_id: int, message: history.StoredMessage) -> JSON:
+        """A stored message as `GET /channels/{id}/messages` returns it (no `member`, no `guild_id`)."""
+        author = self.truth.users.get(message.author_id) or self.identity.user
+        return payloads.message_obj(
+            message_id=message.id,
+            channel_id=channel_id,
+            author=author,
+            content=message.content if self.settings.message_content_intent_enabled else "",
+            timestamp=payloads.iso_timestamp(ids.snowflake_ms(message.id)),
+            webhook_id=message.webhook_id,
+        )
+
+    def seed_history(
+        self, channel_id: int, author_ids: typing.Sequence[int], count: int, *, start_ms: int, step_ms: int = 1
+    ) -> list[int]:
+        """`count` past messages in a channel, authors taken in turn, no gateway event (benchmarks, tests).
+
+        Their ids are made at `start_ms` (Unix ms) plus `step_ms` each, below anything posted later.
+        """
+        channel = self.truth.channel(channel_id)
+        made: list[int] = []
+        for index in range(count):
+            unix_ms = start_ms + index * step_ms
+            message_id = ids.snowflake(unix_ms, worker=30, process=channel_id & 31, increment=index)
+            author = author_ids[index % len(author_ids)]
+            channel.history.add(history.StoredMessage(id=message_id, author_id=author, content=""))
+            made.append(message_id)
+        if made and (channel.last_message_id is None or made[-1] > channel.last_message_id):
+            channel.last_message_id = made[-1]
+        return made
+
+    def create_thread(self, parent_id: int, name: str, owner_id: int) -> int:
+        """An active public thread under a text channel (type 11), announced with THREAD_CREATE."""
+        parent = self.truth.channel(parent_id)
+        guild = self.truth.guild(parent.guild_id)
+        thread_id = self._snowflakes.next()
+        thread = state.Channel(
+            id=thread_id, guild_id=guild.id, name=name, type=11, parent_id=parent_id, owner_id=owner_id
+        )
+        guild.threads[thread_id] = thread
+        self.truth.channel_guild[thread_id] = guild.id
+        data = dict(payloads.thread_obj(thread), newly_created=True)
+        self.gateway.dispatch(guild.id, "THREAD_CREATE", payloads.dumps(data), intent=GatewayIntent.GUILDS)
+        return thread_id
+
+    def set_channel_readable(self, channel_id: int, readable: bool) -> None:
+        """Give or take the bot's VIEW_CHANNEL / READ_MESSAGE_HISTORY in a channel (403 on its history)."""
+        self.truth.channel(channel_id).bot_can_read = readable
+
+    def _keep_bot_message(self, message: JSON) -> None:
+        try:
+            channel = self.truth.channel(int(message["channel_id"]))
+        except state.UnknownEntityError:
+            return
+        webhook = message.get("webhook_id")
+        channel.history.add(
+            history.StoredMessage(
+                id=int(message["id"]),
+                author_id=int(message["author"]["id"]),
+                content=str(message.get("content") or ""),
+                webhook_id=int(webhook) if webhook is not None else None,
+            )
+        )
+
     def _bot_message_event(self, name: str, guild_id: int, message: JSON) -> None:
         if name == "MESSAGE_DELETE":
+            with contextlib.suppress(state.UnknownEntityError):
+                self.truth.channel(int(message["channel_id"])).history.remove(int(message["id"]))
             data = {"id": message["id"], "channel_id": message["channel_id"], "guild_id": str(guild_id)}
         else:
             data = dict(message, guild_id=str(guild_id))
+            if name == "MESSAGE_CREATE":
+                self._keep_bot_message(message)
             bot_member = self.truth.guilds[guild_id].members.get(self.bot_user_id)
             if bot_member is not None:
                 data["member"] = payloads.member_obj(bot_member, with_user=False)

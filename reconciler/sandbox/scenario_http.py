@@ -297,6 +297,19 @@ def routes(sb: ScenarioHost) -> list[web.RouteDef]:
         )
         return _reply({"id": str(message_id)}, 201)
 
+    async def create_thread(request: web.Request) -> web.StreamResponse:
+        channel_id = _id(request.match_info["channel_id"], "channel id")
+        body = await _json(request)
+        thread_id = sb.create_thread(channel_id, str(body.get("name", "thread")), _id(body.get("owner_id"), "owner_id"))
+        await sb.flush()
+        return _reply({"id": str(thread_id)}, 201)
+
+    async def set_readable(request: web.Request) -> web.StreamResponse:
+        channel_id = _id(request.match_info["channel_id"], "channel id")
+        body = await _json(request)
+        sb.set_channel_readable(channel_id, bool(body.get("readable", True)))
+        return web.Response(status=204)
+
     async def invoke(request: web.Request) -> web.StreamResponse:
         body = await _json(request)
         command = body.get("command")
@@ -375,6 +388,8 @@ def routes(sb: ScenarioHost) -> list[web.RouteDef]:
         ("PATCH", "/guilds/{guild_id}/roles/{role_id}", edit_role),
         ("DELETE", "/guilds/{guild_id}/roles/{role_id}", delete_role),
         ("POST", "/channels/{channel_id}/messages", post_message),
+        ("POST", "/channels/{channel_id}/threads", create_thread),
+        ("PUT", "/channels/{channel_id}/readable", set_readable),
         ("POST", "/interactions", invoke),
         ("GET", "/interactions/{interaction_id}", get_interaction),
         ("GET", "/commands", list_commands),

@@ -113,6 +113,10 @@ class Faults:
     """Stop acknowledging heartbeats (the client sees a zombie connection)."""
     rest_latency_s: float = 0.0
     """Delay added to every REST reply."""
+    resume_replay_overlap: int = 0
+    """A RESUME also replays this many events the client had already received (duplicates to survive)."""
+    rest_rate_limit: tuple[int, float] | None = None
+    """Tighter REST buckets than `SandboxSettings.rest_rate_limit` (requests, seconds): 429s in a test."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

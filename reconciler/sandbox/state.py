@@ -23,6 +23,8 @@ import enum
 import logging
 import typing
 
+from reconciler.sandbox.history import ChannelHistory
+
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
 
@@ -166,6 +168,11 @@ class Channel:
     parent_id: int | None = None
     nsfw: bool = False
     last_message_id: int | None = None
+    bot_can_read: bool = True
+    """False: the bot lacks VIEW_CHANNEL / READ_MESSAGE_HISTORY (no events, 403 on its history)."""
+    owner_id: int | None = None
+    """The thread's creator (threads only)."""
+    history: ChannelHistory = dataclasses.field(default_factory=ChannelHistory)
 
 
 @dataclasses.dataclass(slots=True, eq=False, kw_only=True)
@@ -178,6 +185,8 @@ class Guild:
     bot_joined_at: str
     roles: dict[int, Role] = dataclasses.field(default_factory=dict[int, Role])
     channels: dict[int, Channel] = dataclasses.field(default_factory=dict[int, Channel])
+    threads: dict[int, Channel] = dataclasses.field(default_factory=dict[int, Channel])
+    """Active threads (type 11 public, 10 announcement); GUILD_CREATE's `threads`, not its `channels`."""
     members: dict[int, Member] = dataclasses.field(default_factory=dict[int, Member])
     preferred_locale: str = "en-US"
     description: str | None = None
@@ -249,9 +258,13 @@ class GroundTruth:
     def channel(self, channel_id: int) -> Channel:
         """The channel, or UnknownEntityError."""
         try:
-            return self.guilds[self.channel_guild[channel_id]].channels[channel_id]
+            guild = self.guilds[self.channel_guild[channel_id]]
         except KeyError:
             raise UnknownEntityError("channel", channel_id) from None
+        channel = guild.channels.get(channel_id) or guild.threads.get(channel_id)
+        if channel is None:
+            raise UnknownEntityError("channel", channel_id)
+        return channel
 
     def user(self, user_id: int) -> User:
         """The user, or UnknownEntityError."""
@@ -277,7 +290,7 @@ class GroundTruth:
         guild = self.guild(guild_id)
         del self.guilds[guild_id]
         self.departed_guild_ids.add(guild_id)
-        for channel_id in guild.channels:
+        for channel_id in (*guild.channels, *guild.threads):
             self.channel_guild.pop(channel_id, None)
         return guild
 

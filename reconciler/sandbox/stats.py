@@ -39,6 +39,8 @@ class SandboxStats:
     dispatches: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter[str])
     rest_requests: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter[str])
     rest_rate_limited: int = 0
+    history_messages_served: int = 0
+    """Messages returned by `GET /channels/{id}/messages`."""
     client_close_codes: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter[int])
 
     def as_json(self) -> dict[str, typing.Any]:

@@ -25,7 +25,16 @@ if typing.TYPE_CHECKING:
     import datetime
     from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 
-    from reconciler.domain import ActivityDelta, ChangeSet, EventOrigin, Scope, StoredFingerprints, StoredSnapshot
+    from reconciler.domain import (
+        ActivityBatch,
+        ActivityDelta,
+        ChangeSet,
+        ChannelCounted,
+        EventOrigin,
+        Scope,
+        StoredFingerprints,
+        StoredSnapshot,
+    )
     from reconciler.domain.counts import GuildCounts
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
@@ -245,6 +254,34 @@ class Store(typing.Protocol):
         An 'inactive' member with activity becomes 'active' (a `became_active` event, source gateway).
         Message content is never stored.
         """
+        ...
+
+    async def commit_activity(self, batch: ActivityBatch) -> None:
+        """Write one activity flush in one transaction: member and channel counts, counted sets, gaps.
+
+        Each channel's counted set is merged into the stored one (it only grows; a channel never seen
+        gets a row with the batch's set). Either all of it is committed or none of it.
+        """
+        ...
+
+    async def load_counted(self, guild_id: int) -> Mapping[int, ChannelCounted]:
+        """The counted state of every channel of a guild that has one, by channel id."""
+        ...
+
+    async def set_channel_access(
+        self, guild_id: int, channel_id: int, *, forbidden: bool, watermark_if_new: int
+    ) -> None:
+        """Record whether the bot may read a channel's history (a new row starts at `watermark_if_new`)."""
+        ...
+
+    async def top_channels(
+        self, guild_id: int, *, now: datetime.datetime, days: int = 7, limit: int = 5
+    ) -> Sequence[tuple[int, int]]:
+        """The most active channels over `days` UTC days ending at `now`: (channel id, messages), busiest first."""
+        ...
+
+    async def activity_gap_count(self, guild_id: int) -> int:
+        """How many gaps were given up (older than the backfill's maximum age) in the guild."""
         ...
 
     async def mark_inactive(self, guild_id: int, *, cutoff: datetime.datetime, origin: EventOrigin = ...) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from reconciler.domain import (
+    ActivityBatch,
     ChangeCounts,
     EventKind,
     EventOrigin,
@@ -32,11 +33,11 @@ from reconciler.domain import (
     StoredMember,
     StoredRole,
     StoredSnapshot,
-    merge_activity,
 )
 from reconciler.domain.counts import GuildCounts
 from reconciler.store import tables as t
 from reconciler.store import user_data
+from reconciler.store.activity_sql import ActivityTables
 from reconciler.store.api import ApplyResult, GuildRecord, HistoryEntry, MemberRecord, StoreStats, SyncRun
 from reconciler.store.bulk import BatchCutter, BatchHistory, MemberBatch, MemberRow, PreparedBatch, bulk_backend
 from reconciler.store.connect import BEGIN_OPTION, create_engine
@@ -44,11 +45,20 @@ from reconciler.store.migrate import upgrade_database
 
 if typing.TYPE_CHECKING:
     import types
-    from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterable,
+        AsyncIterator,
+        Callable,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-    from reconciler.domain import ActivityDelta, ChangeSet, Scope
+    from reconciler.domain import ActivityDelta, ChangeSet, ChannelCounted, Scope
     from reconciler.store.api import ProgressCallback
     from reconciler.store.bulk import BulkBackend
 
@@ -376,7 +386,7 @@ class SqlStore:
     everything else is SQLAlchemy Core.
     """
 
-    __slots__ = ("_batch_size", "_bulk", "_clock", "_dialect", "_engine", "_url", "_write_engine")
+    __slots__ = ("_activity", "_batch_size", "_bulk", "_clock", "_dialect", "_engine", "_url", "_write_engine")
 
     def __init__(
         self,
@@ -398,6 +408,7 @@ class SqlStore:
         self._bulk: BulkBackend = bulk_backend(self._dialect)
         self._batch_size = batch_size
         self._clock = clock
+        self._activity = ActivityTables(dialect=self._dialect, clock=clock)
 
     @classmethod
     async def open(
@@ -736,61 +747,42 @@ class SqlStore:
     # --- activity and cleanup ------------------------------------------------------------------------
 
     async def add_activity(self, rows: Sequence[ActivityDelta]) -> None:
-        merged = merge_activity(rows)
-        if not merged:
+        await self.commit_activity(ActivityBatch(members=rows))
+
+    async def commit_activity(self, batch: ActivityBatch) -> None:
+        if not batch:
             return
-        activity = t.message_activity
-        counts = self._insert(activity)
-        counts = counts.on_conflict_do_update(
-            index_elements=[activity.c.guild_id, activity.c.user_id, activity.c.day],
-            set_={"messages": activity.c.messages + counts.excluded.messages},
-        )
-        last_seen: dict[tuple[int, int], datetime.datetime] = {}
-        for delta in merged:
-            key = (delta.guild_id, delta.user_id)
-            seen = _utc(delta.last_seen_at)
-            if key not in last_seen or seen > last_seen[key]:
-                last_seen[key] = seen
-        m = t.members
-        seen_at = sa.bindparam("seen_at", type_=t.UtcDateTime())
-        touch = (
-            sa.update(m)
-            .where(m.c.guild_id == sa.bindparam("g"), m.c.user_id == sa.bindparam("u"))
-            .values(
-                last_seen_at=sa.case(
-                    (sa.or_(m.c.last_seen_at.is_(None), m.c.last_seen_at < seen_at), seen_at),
-                    else_=m.c.last_seen_at,
-                ),
-                status=sa.case(
-                    (m.c.status == MemberStatus.INACTIVE.value, MemberStatus.ACTIVE.value), else_=m.c.status
-                ),
-            )
-        )
-        # An inactive member who writes becomes active again: its event first, while the row still says so.
-        woken = sa.insert(t.member_events).from_select(
-            ["guild_id", "user_id", "kind", "observed_at", "source"],
-            sa.select(
-                m.c.guild_id,
-                m.c.user_id,
-                sa.literal(EventKind.BECAME_ACTIVE.value),
-                sa.bindparam("seen_at", type_=t.UtcDateTime()),
-                sa.literal(EventSource.GATEWAY.value),
-            ).where(
-                m.c.guild_id == sa.bindparam("g"),
-                m.c.user_id == sa.bindparam("u"),
-                m.c.status == MemberStatus.INACTIVE.value,
-            ),
-        )
-        touched = [{"g": guild_id, "u": user_id, "seen_at": at} for (guild_id, user_id), at in last_seen.items()]
         async with self._write_engine.begin() as conn:
-            await self._lock_events(conn)  # before any row lock, as every event writer does
-            await conn.execute(
-                counts,
-                [{"guild_id": d.guild_id, "user_id": d.user_id, "day": d.day, "messages": d.messages} for d in merged],
+            if batch.members:
+                # Before any row lock, as every event writer does: the flush may write `became_active`.
+                await self._lock_events(conn)
+            await self._activity.write(conn, batch)
+            if batch.members:
+                await self._notify_events(conn)
+
+    async def load_counted(self, guild_id: int) -> Mapping[int, ChannelCounted]:
+        async with self._engine.connect() as conn:
+            return await self._activity.load_counted(conn, guild_id)
+
+    async def set_channel_access(
+        self, guild_id: int, channel_id: int, *, forbidden: bool, watermark_if_new: int
+    ) -> None:
+        async with self._write_engine.begin() as conn:
+            await self._activity.set_access(
+                conn, guild_id, channel_id, forbidden=forbidden, watermark_if_new=watermark_if_new
             )
-            await conn.execute(woken, touched)
-            await self._notify_events(conn)
-            await conn.execute(touch, touched)
+
+    async def top_channels(
+        self, guild_id: int, *, now: datetime.datetime, days: int = 7, limit: int = 5
+    ) -> Sequence[tuple[int, int]]:
+        today = _utc(now).date()
+        since = today - datetime.timedelta(days=days - 1)
+        async with self._engine.connect() as conn:
+            return await self._activity.top_channels(conn, guild_id, since=since, until=today, limit=limit)
+
+    async def activity_gap_count(self, guild_id: int) -> int:
+        async with self._engine.connect() as conn:
+            return await self._activity.gap_count(conn, guild_id)
 
     async def mark_inactive(
         self, guild_id: int, *, cutoff: datetime.datetime, origin: EventOrigin = DEFAULT_ORIGIN

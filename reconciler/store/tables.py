@@ -8,6 +8,9 @@ __all__ = [
     "RUN_TRIGGERS",
     "VIEW_NAMES",
     "UtcDateTime",
+    "activity_channels",
+    "activity_gaps",
+    "channel_activity",
     "forgotten_users",
     "guilds",
     "member_events",
@@ -176,6 +179,47 @@ message_activity: typing.Final = sa.Table(
     sqlite_with_rowid=False,
 )
 
+channel_activity: typing.Final = sa.Table(
+    "channel_activity",
+    metadata,
+    _id("guild_id", primary_key=True),
+    _id("channel_id", primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("messages", sa.Integer, nullable=False),
+    sa.Index(None, "guild_id", "day"),
+    sqlite_with_rowid=False,
+)
+
+# The counted state of each channel (and thread): every message id at or below `watermark` is settled,
+# and so is every id in the ranges of `counted_ranges` ("first-last,first-last", ascending). Written in
+# the transaction that writes the counts of those messages, so a message is counted iff its id is here.
+activity_channels: typing.Final = sa.Table(
+    "activity_channels",
+    metadata,
+    _id("guild_id", primary_key=True),
+    _id("channel_id", primary_key=True),
+    sa.Column("watermark", sa.BigInteger, nullable=False),
+    sa.Column("counted_ranges", sa.Text, nullable=False, server_default=sa.text("''")),
+    _when("tracked_since", nullable=False),
+    _when("forbidden_at"),
+    _when("updated_at", nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Ids given up rather than fetched: a gap older than `activity.backfill_max_age_days`.
+activity_gaps: typing.Final = sa.Table(
+    "activity_gaps",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _id("guild_id", nullable=False),
+    _id("channel_id", nullable=False),
+    sa.Column("after_id", sa.BigInteger, nullable=False),
+    sa.Column("before_id", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    _when("recorded_at", nullable=False),
+    sa.Index(None, "guild_id", "channel_id"),
+)
+
 sync_runs: typing.Final = sa.Table(
     "sync_runs",
     metadata,
@@ -250,5 +294,6 @@ VIEW_NAMES: typing.Final = (
     "v_member_roles",
     "v_member_history",
     "v_role_history",
+    "v_channel_activity",
 )
 """The stable views (created by the migrations, documented in docs/schema.md)."""

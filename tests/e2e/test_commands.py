@@ -184,6 +184,8 @@ async def test_stats_reports_health(sandbox: DiscordSandbox, app_factory, db_vie
     assert healthy["In the database"].startswith("200 active")
     assert "today 7" in healthy["Messages"]
     assert "users" in healthy["Last runs"]
+    assert healthy["Activity counting"].startswith("activity complete since")
+    assert healthy["Top channels (7 d)"] == f"<#{channel}> 7"
 
     view = db_view_factory(app.settings.database.url)
     victim = next(u for u, m in sandbox.members(guild_id).items() if not m.bot and u != author)

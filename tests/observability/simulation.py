@@ -68,6 +68,11 @@ def populate(metrics: Metrics, *, now: float | None = None) -> None:
     for seconds in (0.012, 0.03, 0.08, 0.4):
         metrics.event_lag.observe(seconds)
     metrics.activity_buffer.set(17)
+    metrics.backfill_messages.inc(1234)
+    for guild in MEMBERS:
+        metrics.backfill_channels_pending.labels(guild=str(guild)).set(0)
+    metrics.backfill_channels_skipped.labels(reason="forbidden").inc()
+    metrics.activity_duplicates.labels(source="live").inc(3)
     for operation in DB_OPERATIONS:
         for seconds in (0.0007, 0.004, 0.09):
             metrics.db_latency.labels(operation=operation).observe(seconds)

@@ -236,7 +236,7 @@ class ActivityTables:
             .order_by(total.desc(), ca.c.channel_id)
             .limit(limit)
         )
-        return [(int(channel_id), int(messages)) for channel_id, messages in result.tuples()]
+        return [(int(channel_id), int(messages)) for channel_id, messages in result.all()]
 
     async def gap_count(self, conn: AsyncConnection, guild_id: int) -> int:
         g = t.activity_gaps

@@ -442,7 +442,10 @@ class Soak:
             self.warm_at = self.elapsed()
             self.rss_warm = self.rss_now()
             while (spent := self.elapsed()) < total:
-                plan = schedule.next(kills_allowed=spent < total / 2, relist_in=seconds_to_next_minute() - 2.0)
+                # Kills stop halfway so that the last life is long enough to judge memory; a run too short for
+                # that still gets its one kill.
+                kills_allowed = spent < total / 2 or self.life == 0
+                plan = schedule.next(kills_allowed=kills_allowed, relist_in=seconds_to_next_minute() - 2.0)
                 await self.cycle(
                     plan,
                     self.rng.uniform(1.0, 3.0),

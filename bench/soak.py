@@ -386,8 +386,9 @@ class Soak:
             return DRIFT_CHECK_SECONDS + full + SLACK_S
         if kind is FaultKind.RATE_LIMITED:
             return DRIFT_CHECK_SECONDS + MEMBER_REQUEST_WINDOW_S + full + SLACK_S
-        # Dropped events: the relist fires on the next minute after the gateway resumed.
-        return (60.0 - ended % 60.0) + DRIFT_CHECK_SECONDS + full + SLACK_S
+        # Dropped events: the relist fires on the next minute after the gateway resumed (and may have to
+        # wait out one member-request window).
+        return (60.0 - ended % 60.0) + MEMBER_REQUEST_WINDOW_S + DRIFT_CHECK_SECONDS + full + SLACK_S
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -435,7 +436,7 @@ class Soak:
             print(f"[{self.elapsed():6.1f}s] start-up sync of {options.members:,} members converged in {took:.1f} s")
             tasks.append(asyncio.create_task(self.sample_rows(view)))
 
-            # The run's length counts from the bot's start; the first tenth (10 s to 3 min) warms it up.
+            # The run's length counts from the soak's start; its first tenth (10 s to 3 min) warms the bot up.
             total = options.minutes * 60.0
             warm_up = min(180.0, max(10.0, total * 0.1))
             await self.cycle(None, warm_up, bot=bot, view=view, sandbox=sandbox, guild_id=guild_id, churn=churn)
@@ -456,6 +457,7 @@ class Soak:
                     churn=churn,
                 )
             self.rss_end = self.rss_now()
+            tasks[-1].cancel()  # the row sampler: the last sample is taken here
             self.rows.append((self.elapsed(), await view.bookkeeping_rows()))
             self.messages_posted = traffic.counts.messages
             self.stop_status = await bot.terminate(timeout=60.0)
@@ -747,7 +749,7 @@ def parse_options(argv: list[str] | None = None) -> SoakOptions:
         "--minutes",
         type=float,
         default=30.0,
-        help="length of the run from the bot's start, warm-up included (default 30)",
+        help="length of the run, start-up and warm-up included (default 30)",
     )
     parser.add_argument("--members", type=int, default=50_000, help="members of the guild (default 50,000)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the guild, the churn and the faults")

@@ -31,6 +31,7 @@ import datetime
 import json
 import pathlib
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -90,6 +91,9 @@ SLACK_S: typing.Final = 3.0
 RSS_GROWTH_TARGET: typing.Final = 0.05
 RSS_JUDGED_AFTER_S: typing.Final = 300.0
 """Memory is judged only when the bot's last life ran this long after its warm-up."""
+_RELIST_DURATION: typing.Final = re.compile(
+    r'event="scheduled job finished" job=relist outcome=success .*duration_s=([0-9.]+)'
+)
 ROWS_JUDGED_AFTER_MINUTES: typing.Final = 3 * (RETENTION_MINUTES + 1)
 """Bookkeeping rows are judged only on runs long enough for retention to have applied twice."""
 
@@ -290,6 +294,7 @@ class Soak:
         self.rss_start: int | None = None
         self.rss_warm: int | None = None
         self.rss_end: int | None = None
+        self.full_seconds_end = 0.0
         self.outage: DatabaseOutage | None = None
 
     def elapsed(self) -> float:
@@ -378,16 +383,21 @@ class Soak:
             self.life_started.append(self.elapsed())
             await bot.start()
 
-    def bound(self, kind: FaultKind | None, ended: float) -> float:
-        """Longest a fault may take to converge: one drift interval plus the run that repairs it (a full
-        start-up sync, measured at warm-up, when the cache is refilled), plus what the repair waits for."""
-        full = self.startup_seconds
-        if kind is not FaultKind.RATE_LIMITED and kind is not FaultKind.EVENTS_DROPPED:
+    def full_run_seconds(self, bot: BotProcess) -> float:
+        """The time of a full sync on this machine now: the start-up sync measured at warm-up, or the
+        longest relist so far (the member list fetched again and applied), whichever is longer."""
+        relists = [float(d) for d in _RELIST_DURATION.findall(bot.log())]
+        return max([self.startup_seconds, *relists])
+
+    def bound(self, kind: FaultKind | None, ended: float, full: float) -> float:
+        """Longest a fault may take to converge: one drift interval plus the run that repairs it (`full`),
+        plus what the repair waits for: a member-request window where the member list is asked for again,
+        the next relist for dropped events."""
+        if kind in {None, FaultKind.DATABASE_OUTAGE, FaultKind.RECONNECT}:
             return DRIFT_CHECK_SECONDS + full + SLACK_S
-        if kind is FaultKind.RATE_LIMITED:
+        if kind is not FaultKind.EVENTS_DROPPED:
             return DRIFT_CHECK_SECONDS + MEMBER_REQUEST_WINDOW_S + full + SLACK_S
-        # Dropped events: the relist fires on the next minute after the gateway resumed (and may have to
-        # wait out one member-request window).
+        # Dropped events: the relist fires on the next minute after the gateway resumed.
         return (60.0 - ended % 60.0) + MEMBER_REQUEST_WINDOW_S + DRIFT_CHECK_SECONDS + full + SLACK_S
 
     # -- the run ----------------------------------------------------------------------------------------
@@ -421,7 +431,8 @@ class Soak:
             stack.push_async_callback(bot.close)
             traffic = Traffic(sandbox, guild_id, self.rng)
             churn = Churn(traffic, sandbox, options.rate)
-            schedule = FaultSchedule(self.rng, longest_outage=min(30.0, max(5.0, options.minutes * 6)))
+            # Faults last at most a tenth of the run (5 s at least): a one-minute soak still fits every kind.
+            schedule = FaultSchedule(self.rng, longest=max(5.0, options.minutes * 6))
             tasks = [asyncio.create_task(churn.run())]
             stack.callback(lambda: [t.cancel() for t in tasks])
 
@@ -436,16 +447,17 @@ class Soak:
             print(f"[{self.elapsed():6.1f}s] start-up sync of {options.members:,} members converged in {took:.1f} s")
             tasks.append(asyncio.create_task(self.sample_rows(view)))
 
-            # The run's length counts from the soak's start; its first tenth (10 s to 3 min) warms the bot up.
+            # The run's length counts from the soak's start; its first tenth (5 s to 3 min) warms the bot up.
             total = options.minutes * 60.0
-            warm_up = min(180.0, max(10.0, total * 0.1))
+            warm_up = min(180.0, max(5.0, total * 0.1))
             await self.cycle(None, warm_up, bot=bot, view=view, sandbox=sandbox, guild_id=guild_id, churn=churn)
             self.warm_at = self.elapsed()
             self.rss_warm = self.rss_now()
-            while (spent := self.elapsed()) < total:
-                # Kills stop halfway so that the last life is long enough to judge memory; a run too short for
-                # that still gets its one kill.
-                kills_allowed = spent < total / 2 or self.life == 0
+            # Every kind of fault at least once, even if that takes a short run past its length.
+            while (spent := self.elapsed()) < total or set(FaultKind) - {c.fault for c in self.cycles}:
+                # Kills stop after the first third so that the last life is long enough to judge memory
+                # (5 minutes after its warm-up in a 10-minute run); a run too short for that still gets one.
+                kills_allowed = spent < total / 3 or self.life == 0
                 plan = schedule.next(kills_allowed=kills_allowed, relist_in=seconds_to_next_minute() - 2.0)
                 await self.cycle(
                     plan,
@@ -457,6 +469,7 @@ class Soak:
                     churn=churn,
                 )
             self.rss_end = self.rss_now()
+            self.full_seconds_end = self.full_run_seconds(bot)
             tasks[-1].cancel()  # the row sampler: the last sample is taken here
             self.rows.append((self.elapsed(), await view.bookkeeping_rows()))
             self.messages_posted = traffic.counts.messages
@@ -498,8 +511,10 @@ class Soak:
         await asyncio.sleep(1.0)
         await churn.stop()
         kind = plan.kind if plan else None
-        bound = self.bound(kind, ended_wall)
-        took, check = await self.converge(bot, view, sandbox, guild_id, give_up=max(2 * bound, 60.0))
+        give_up = max(2 * self.bound(kind, ended_wall, self.full_run_seconds(bot)), 60.0)
+        took, check = await self.converge(bot, view, sandbox, guild_id, give_up=give_up)
+        # Judged with the full sync's time as it is now: a repair that ran on a loaded machine counts as such.
+        bound = self.bound(kind, ended_wall, self.full_run_seconds(bot))
         # Measured from the moment the world was whole again, not from the traffic's stop a second later.
         after = None if took is None else time.time() - ended_wall
         cycle = Cycle(
@@ -652,7 +667,8 @@ def render(soak: Soak, found: list[Target]) -> str:
         f"== Soak: {options.minutes:g} min, {options.members:,} members, seed {options.seed}, {soak.database}",
         f"settings unavailable in this bot: {', '.join(soak.settings_missing) or 'none'}",
         f"exactly-once activity: {'required' if soak.exact_activity else 'not required'}",
-        f"start-up sync: {soak.startup_seconds:.1f} s; drift check every {DRIFT_CHECK_SECONDS:g} s;"
+        f"start-up sync: {soak.startup_seconds:.1f} s; longest full sync (start-up or relist)"
+        f" {soak.full_seconds_end:.1f} s; drift check every {DRIFT_CHECK_SECONDS:g} s;"
         f" relist and cleanup every minute; bot log {soak.log_path}",
         "",
         "faults injected, by kind, and time to converge after each (from the end of the fault):",
@@ -700,6 +716,7 @@ def figures(soak: Soak, found: list[Target]) -> dict[str, typing.Any]:
         "database": soak.database,
         "settings_unavailable": soak.settings_missing,
         "startup_seconds": soak.startup_seconds,
+        "longest_full_sync_seconds": soak.full_seconds_end,
         "cycles": [
             {
                 "fault": c.fault.value if c.fault else None,

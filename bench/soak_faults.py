@@ -57,15 +57,16 @@ class FaultPlan:
     seconds: float
 
 
-def _duration(kind: FaultKind, rng: random.Random, longest_outage: float) -> float:
+def _duration(kind: FaultKind, rng: random.Random, longest: float) -> float:
+    """How long the world stays broken; `longest` (at least 5 s) keeps a short soak's faults short."""
     if kind is FaultKind.DATABASE_OUTAGE:
-        return round(rng.uniform(5.0, max(5.0, longest_outage)), 1)
+        return round(rng.uniform(5.0, min(30.0, longest)), 1)
     if kind is FaultKind.RATE_LIMITED:
-        return round(rng.uniform(3.0, 10.0), 1)
+        return round(rng.uniform(3.0, min(10.0, longest)), 1)
     if kind is FaultKind.EVENTS_DROPPED:
-        return round(rng.uniform(2.0, 6.0), 1)
+        return round(rng.uniform(2.0, min(6.0, longest)), 1)
     if kind is FaultKind.KILL_9:
-        return round(rng.uniform(1.0, 5.0), 1)
+        return round(rng.uniform(1.0, min(5.0, longest)), 1)
     return 0.0
 
 
@@ -75,18 +76,18 @@ class FaultSchedule:
     Two kinds wait for their moment. Dropped events go first whenever the relist (their only repair)
     fires soon after the gateway would come back, so the wait for it stays short; until then the other
     kinds go. A kill -9 goes as soon as its round comes, but only while `kills_allowed`: the soak stops
-    them halfway, so that the bot's last life is long enough to judge its memory.
+    them after a third of the run, so that the bot's last life is long enough to judge its memory.
     """
 
-    def __init__(self, rng: random.Random, *, longest_outage: float) -> None:
+    def __init__(self, rng: random.Random, *, longest: float) -> None:
         self._rng = rng
-        self._longest_outage = longest_outage
+        self._longest = longest
         self._pending: list[FaultPlan] = []
 
     def _refill(self) -> None:
         kinds = list(FaultKind)
         self._rng.shuffle(kinds)
-        self._pending.extend(FaultPlan(kind=k, seconds=_duration(k, self._rng, self._longest_outage)) for k in kinds)
+        self._pending.extend(FaultPlan(kind=k, seconds=_duration(k, self._rng, self._longest)) for k in kinds)
 
     def _take(self, kind: FaultKind) -> FaultPlan | None:
         for index, plan in enumerate(self._pending):
@@ -103,7 +104,7 @@ class FaultSchedule:
             if not kills_allowed:
                 self._pending = [p for p in self._pending if p.kind is not FaultKind.KILL_9]
         dropped = next((p for p in self._pending if p.kind is FaultKind.EVENTS_DROPPED), None)
-        if dropped is not None and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 35.0:
+        if dropped is not None and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 20.0:
             return self._take(FaultKind.EVENTS_DROPPED)
         if kills_allowed and (kill := self._take(FaultKind.KILL_9)) is not None:
             return kill

@@ -458,10 +458,16 @@ class Soak:
                 # Kills stop after the first third so that the last life is long enough to judge memory
                 # (5 minutes after its warm-up in a 10-minute run); a run too short for that still gets one.
                 kills_allowed = spent < total / 3 or self.life == 0
-                plan = schedule.next(kills_allowed=kills_allowed, relist_in=seconds_to_next_minute() - 2.0)
+                # Dropped events cost a wait for the relist: not at the very end, unless the run has had none.
+                had_dropped = any(c.fault is FaultKind.EVENTS_DROPPED for c in self.cycles)
+                plan = schedule.next(
+                    kills_allowed=kills_allowed,
+                    relist_in=seconds_to_next_minute() - 2.0,
+                    time_left=total - spent if had_dropped else None,
+                )
                 await self.cycle(
                     plan,
-                    self.rng.uniform(1.0, 3.0),
+                    self.rng.uniform(0.5, 2.0),
                     bot=bot,
                     view=view,
                     sandbox=sandbox,
@@ -508,14 +514,14 @@ class Soak:
             await self.inject(plan, bot, sandbox, churn, self.outage)
         ended_at = _now()
         ended_wall = time.time()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)  # traffic after the fault, too
         await churn.stop()
         kind = plan.kind if plan else None
         give_up = max(2 * self.bound(kind, ended_wall, self.full_run_seconds(bot)), 60.0)
         took, check = await self.converge(bot, view, sandbox, guild_id, give_up=give_up)
         # Judged with the full sync's time as it is now: a repair that ran on a loaded machine counts as such.
         bound = self.bound(kind, ended_wall, self.full_run_seconds(bot))
-        # Measured from the moment the world was whole again, not from the traffic's stop a second later.
+        # Measured from the moment the world was whole again, not from the traffic's stop.
         after = None if took is None else time.time() - ended_wall
         cycle = Cycle(
             fault=kind,

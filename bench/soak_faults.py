@@ -95,8 +95,9 @@ class FaultSchedule:
                 return self._pending.pop(index)
         return None
 
-    def next(self, *, kills_allowed: bool, relist_in: float) -> FaultPlan | None:
-        """The next fault that may happen now, or None (a cycle of traffic alone)."""
+    def next(self, *, kills_allowed: bool, relist_in: float, time_left: float | None = None) -> FaultPlan | None:
+        """The next fault that may happen now, or None (a cycle of traffic alone). Dropped events are not
+        started when their relist would come after `time_left` (None: no limit)."""
         if not kills_allowed:
             self._pending = [p for p in self._pending if p.kind is not FaultKind.KILL_9]
         if not self._pending:
@@ -104,7 +105,8 @@ class FaultSchedule:
             if not kills_allowed:
                 self._pending = [p for p in self._pending if p.kind is not FaultKind.KILL_9]
         dropped = next((p for p in self._pending if p.kind is FaultKind.EVENTS_DROPPED), None)
-        if dropped is not None and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 20.0:
+        in_time = time_left is None or relist_in <= time_left
+        if dropped is not None and in_time and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 40.0:
             return self._take(FaultKind.EVENTS_DROPPED)
         if kills_allowed and (kill := self._take(FaultKind.KILL_9)) is not None:
             return kill

@@ -74,8 +74,8 @@ class FaultSchedule:
     """A seeded, endless sequence of faults: rounds of one of each kind, in a shuffled order.
 
     Two kinds wait for their moment. Dropped events go first whenever the relist (their only repair)
-    fires soon after the gateway would come back, so the wait for it stays short; until then the other
-    kinds go. A kill -9 goes as soon as its round comes, but only while `kills_allowed`: the soak stops
+    fires 3-12 s after the gateway would come back, so the wait for it stays short; until then the other
+    kinds go, and once they are done, cycles of traffic alone until that moment comes. A kill -9 goes as soon as its round comes, but only while `kills_allowed`: the soak stops
     them after a third of the run, so that the bot's last life is long enough to judge its memory.
     """
 
@@ -106,7 +106,7 @@ class FaultSchedule:
                 self._pending = [p for p in self._pending if p.kind is not FaultKind.KILL_9]
         dropped = next((p for p in self._pending if p.kind is FaultKind.EVENTS_DROPPED), None)
         in_time = time_left is None or relist_in <= time_left
-        if dropped is not None and in_time and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 40.0:
+        if dropped is not None and in_time and dropped.seconds + 3.0 <= relist_in <= dropped.seconds + 12.0:
             return self._take(FaultKind.EVENTS_DROPPED)
         if kills_allowed and (kill := self._take(FaultKind.KILL_9)) is not None:
             return kill

@@ -11,9 +11,9 @@ After each fault the traffic stops and the soak waits for a quiescent point (que
 progress, the guild ready, from /metrics), then compares the database with the sandbox: every member,
 user, role and link, departed members marked left. It prints faults by kind, time to converge after
 each, the bot's RSS (start, after warm-up, end, slope), `sync_runs` and `scheduler_slots` rows over
-time, and messages posted vs counted; the exit code is 1 when a target is missed (see TARGETS below).
+time, and messages posted vs counted; the exit code is 1 when a target is missed (`targets()`).
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--members 50000] [--seed 1]
+    .venv/bin/python bench/soak.py [--minutes 30] [--members 50000] [--seed 1] [--rate 20]
                                    [--database postgresql+asyncpg://postgres@127.0.0.1:5432/test]
                                    [--require-exact-activity] [--json FILE] [--keep]
 
@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 import typing
-import uuid
 
 import aiohttp
 import psutil
@@ -46,8 +45,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import asyncpg  # noqa: E402
-import pydantic  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from soak_checks import (  # noqa: E402
     LogFinding,
@@ -59,32 +56,25 @@ from soak_checks import (  # noqa: E402
     scan_log,
     slope_mb_per_hour,
 )
-from soak_faults import (  # noqa: E402
-    EXPECTED_NOISE,
-    DatabaseOutage,
-    FaultKind,
-    FaultPlan,
-    FaultSchedule,
-    ProxyOutage,
-    SqliteLockOutage,
+from soak_environment import (  # noqa: E402
+    OPTIONAL_SETTINGS,
+    RETENTION_MINUTES,
+    Churn,
+    activity_is_exact,
+    setting_names,
+    soak_database,
 )
+from soak_faults import EXPECTED_NOISE, DatabaseOutage, FaultKind, FaultPlan, FaultSchedule  # noqa: E402
 
-from reconciler.config import Settings  # noqa: E402
 from reconciler.demo.replica import ReplicaView  # noqa: E402
 from reconciler.demo.traffic import MEMBER_CHANGES, Traffic  # noqa: E402
-from reconciler.harness import BotProcess, TcpProxy, bot_environment  # noqa: E402
+from reconciler.harness import BotProcess, bot_environment  # noqa: E402
 from reconciler.sandbox import DiscordSandbox  # noqa: E402
 
-if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
 DRIFT_CHECK_SECONDS: typing.Final = 5.0
-COUNT_AUDIT_SECONDS: typing.Final = 30.0
 EVERY_MINUTE: typing.Final = "* * * * *"
 MEMBER_REQUEST_WINDOW_S: typing.Final = 5.0
 """Discord's 30 s between full member requests, compressed like the schedules (relist every minute)."""
-RETENTION_MINUTES: typing.Final = 2.0
-"""Bookkeeping retention when the bot has the settings: minutes, so a soak sees it apply."""
 POLL_S: typing.Final = 0.5
 SLACK_S: typing.Final = 3.0
 """Added to every convergence bound: the poll interval and one /metrics scrape plus one comparison."""
@@ -96,13 +86,6 @@ _RELIST_DURATION: typing.Final = re.compile(
 )
 ROWS_JUDGED_AFTER_MINUTES: typing.Final = 3 * (RETENTION_MINUTES + 1)
 """Bookkeeping rows are judged only on runs long enough for retention to have applied twice."""
-
-OPTIONAL_SETTINGS: typing.Final = {
-    "retention.sync_runs_days": ("RETENTION__SYNC_RUNS_DAYS", str(RETENTION_MINUTES / 1440)),
-    "retention.scheduler_slots_days": ("RETENTION__SCHEDULER_SLOTS_DAYS", str(RETENTION_MINUTES / 1440)),
-    "schedule.count_audit_seconds": ("SCHEDULE__COUNT_AUDIT_SECONDS", str(COUNT_AUDIT_SECONDS)),
-    "schedule.count_audit_jitter_seconds": ("SCHEDULE__COUNT_AUDIT_JITTER_SECONDS", "0"),
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,115 +99,6 @@ class SoakOptions:
     require_exact_activity: bool = False
     json_path: pathlib.Path | None = None
     keep: bool = False
-
-
-# -- what the bot's settings model offers -------------------------------------------------------------
-
-
-def setting_names(model: type[pydantic.BaseModel] = Settings, prefix: str = "") -> set[str]:
-    """Dotted names of every setting (`schedule.drift_check_seconds`, ...)."""
-    names: set[str] = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-            names |= setting_names(annotation, f"{prefix}{name}.")
-        else:
-            names.add(prefix + name)
-    return names
-
-
-def activity_is_exact(names: set[str]) -> bool:
-    """Exactly-once counting (issue 16) comes with a backfill: its settings say it is there."""
-    return any("backfill" in name for name in names)
-
-
-# -- the database -------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class SoakDatabase:
-    bot_url: str
-    """What the bot connects to (through the proxy for PostgreSQL)."""
-    view_url: str
-    """What the soak reads with: direct, so it can look during an outage."""
-    outage: DatabaseOutage
-    describe: str
-
-
-@contextlib.asynccontextmanager
-async def soak_database(url: str | None, work_dir: pathlib.Path) -> AsyncIterator[SoakDatabase]:
-    """A fresh SQLite file in `work_dir`, or a fresh schema on the PostgreSQL server of `url` (dropped after)."""
-    if url is None or url.startswith("sqlite"):
-        path = work_dir / "soak.db" if url is None else pathlib.Path(sa.make_url(url).database or "")
-        if path.exists():
-            raise SystemExit(f"{path} exists: the soak needs a fresh database")
-        sqlite_url = f"sqlite+aiosqlite:///{path}"
-        yield SoakDatabase(bot_url=sqlite_url, view_url=sqlite_url, outage=SqliteLockOutage(path), describe=str(path))
-        return
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        raise SystemExit(f"--database: {parsed.get_backend_name()} is not supported (sqlite or postgresql)")
-    schema = f"soak_{uuid.uuid4().hex[:12]}"
-    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await connection.close()
-    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
-    try:
-        await proxy.restore()
-        base = parsed.set(drivername="postgresql+asyncpg")
-        through_proxy = base.set(host="127.0.0.1", port=proxy.port)
-        search_path = f"?options=-csearch_path%3D{schema}"
-        yield SoakDatabase(
-            bot_url=through_proxy.render_as_string(hide_password=False) + search_path,
-            view_url=base.render_as_string(hide_password=False) + search_path,
-            outage=ProxyOutage(proxy),
-            describe=f"{base.render_as_string(hide_password=True)} schema {schema}",
-        )
-    finally:
-        await proxy.cut()
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await connection.close()
-
-
-# -- traffic ------------------------------------------------------------------------------------------
-
-
-class Churn:
-    """`Traffic` at a steady rate in the background, stopped for every quiescent check."""
-
-    def __init__(self, traffic: Traffic, sandbox: DiscordSandbox, rate: float) -> None:
-        self._traffic = traffic
-        self._sandbox = sandbox
-        self._rate = rate
-        self._running = asyncio.Event()
-        self.kinds: frozenset[str] | None = None
-        """Restricts the kinds of change (None: the usual mix)."""
-
-    async def run(self) -> None:
-        owed = 0.0
-        tick = 0.1
-        while True:
-            await self._running.wait()
-            owed += self._rate * tick
-            due = int(owed)
-            if due:
-                self._traffic.random_changes(due, kinds=self.kinds)
-                owed -= due
-            await asyncio.sleep(tick)
-
-    def start(self) -> None:
-        self._running.set()
-
-    async def stop(self) -> None:
-        self._running.clear()
-        await asyncio.sleep(0.15)  # the loop's current tick
-        await self._sandbox.flush()
 
 
 # -- records ------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ from soak_environment import (  # noqa: E402
     setting_names,
     soak_database,
 )
-from soak_faults import EXPECTED_NOISE, DatabaseOutage, FaultKind, FaultPlan, FaultSchedule  # noqa: E402
+from soak_faults import EXPECTED_NOISE, SHUTDOWN, DatabaseOutage, FaultKind, FaultPlan, FaultSchedule  # noqa: E402
 
 from reconciler.demo.replica import ReplicaView  # noqa: E402
 from reconciler.demo.traffic import MEMBER_CHANGES, Traffic  # noqa: E402
@@ -353,7 +353,9 @@ class Soak:
             tasks[-1].cancel()  # the row sampler: the last sample is taken here
             self.rows.append((self.elapsed(), await view.bookkeeping_rows()))
             self.messages_posted = traffic.counts.messages
+            stop_from = _now()
             self.stop_status = await bot.terminate(timeout=60.0)
+            stop_to = _now()
             self.messages_counted = await view.messages(guild_id)
             self.log_findings = scan_log(
                 bot.log(),
@@ -365,7 +367,8 @@ class Soak:
                     )
                     for c in self.cycles
                     if c.fault is not None
-                ],
+                ]
+                + [(SHUTDOWN, stop_from, stop_to)],
                 expected=EXPECTED_NOISE,
             )
 
@@ -608,6 +611,8 @@ def figures(soak: Soak, found: list[Target]) -> dict[str, typing.Any]:
             for c in soak.cycles
         ],
         "rss": {"start": soak.rss_start, "warm": soak.rss_warm, "end": soak.rss_end, "restarts": soak.life},
+        # One sample in fifteen (about every 30 s): seconds, life, MB.
+        "rss_samples": [(round(r.at), r.life, round(r.rss / 1e6, 1)) for r in soak.rss[::15]],
         "rows": [{"at": round(at, 1), **r} for at, r in soak.rows],
         "messages": {"posted": soak.messages_posted, "counted": soak.messages_counted},
         "targets": [dataclasses.asdict(t) for t in found],

@@ -135,6 +135,7 @@ class ExpectedNoise:
     fault: str
     logger: str
     event: str
+    """A regular expression the whole event text must match."""
     errors: tuple[str, ...]
     """Regular expressions matched at the start of the line's `error=` field (type: message); empty
     means a line without an error field."""
@@ -180,7 +181,7 @@ def scan_log(
             if not start <= at <= end:
                 continue
             for noise in expected:
-                if noise.fault != kind or noise.logger != logger or noise.event != event:
+                if noise.fault != kind or noise.logger != logger or not re.fullmatch(noise.event, event):
                     continue
                 if (not noise.errors and not error) or any(re.match(e, error) for e in noise.errors):
                     explained = kind

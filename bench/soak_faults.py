@@ -172,6 +172,8 @@ _WRITERS_THAT_LOG_OUTAGES: typing.Final = (
     ("reconciler.activity", "activity flush failed; kept for the next flush"),
     ("reconciler.scheduling", "scheduled job failed for guild"),
     ("reconciler.scheduling", "drift check not recorded"),
+    # An outage longer than the retry budget (`sync.max_attempts`): the drift check repairs afterwards.
+    ("reconciler.engine.queue", "reconcile given up"),
 )
 SHUTDOWN: typing.Final = "shutdown"
 """The window of the soak's SIGTERM at the end, from the signal to the exit."""

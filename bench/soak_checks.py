@@ -108,11 +108,14 @@ def slope_mb_per_hour(samples: Sequence[RssSample]) -> float | None:
 
 
 def growth_after(samples: Sequence[RssSample]) -> float | None:
-    """End RSS over the first sample's, minus one (0.05 = grew 5 %); the end is the mean of the last five."""
-    if len(samples) < 2:
+    """Growth over the samples' span on their least-squares line (0.05 = 5 %): RSS swings by tens of MB
+    with every relist, so two single samples would judge the swing, not the trend."""
+    if len(samples) < 2 or samples[-1].at == samples[0].at:
         return None
-    tail = [s.rss for s in samples[-5:]]
-    return statistics.fmean(tail) / samples[0].rss - 1
+    fit = statistics.linear_regression([s.at for s in samples], [s.rss for s in samples])
+    first = fit.intercept + fit.slope * samples[0].at
+    last = fit.intercept + fit.slope * samples[-1].at
+    return last / first - 1
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

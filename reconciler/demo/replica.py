@@ -91,6 +91,19 @@ class ReplicaView:
             for r in rows
         }
 
+    async def left_members(self, guild_id: int) -> set[int]:
+        """Members the replica has marked as departed."""
+        rows = await self._rows("SELECT user_id FROM members WHERE guild_id = :g AND status = 'left'", g=guild_id)
+        return {int(r[0]) for r in rows}
+
+    async def bookkeeping_rows(self) -> dict[str, int]:
+        """Rows in the tables that only retention prunes: `sync_runs` and `scheduler_slots`."""
+        counts: dict[str, int] = {}
+        for table in ("sync_runs", "scheduler_slots"):
+            rows = await self._rows(f"SELECT COUNT(*) FROM {table}")
+            counts[table] = int(rows[0][0])
+        return counts
+
     async def status_counts(self, guild_id: int) -> dict[str, int]:
         rows = await self._rows("SELECT status, COUNT(*) FROM members WHERE guild_id = :g GROUP BY status", g=guild_id)
         return {str(r[0]): int(r[1]) for r in rows}

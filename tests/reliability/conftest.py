@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 import pytest_asyncio
-from bot_process import BotProcess
 from pg_schemas import postgres_schema_url
 from reliability_support import AppFactory, BotFactory, UrlFactory, app_settings
 
 from reconciler.app import App, running_app
+from reconciler.harness import BotProcess
 from reconciler.sandbox import DiscordSandbox
 
 if typing.TYPE_CHECKING:

@@ -12,11 +12,13 @@ __all__ = [
     "app_settings",
     "eventually",
     "humans",
+    "listening_addresses",
     "truth_links",
 ]
 
 import typing
 
+import psutil
 import pytest
 from app_settings import app_settings
 from waiting import eventually
@@ -24,10 +26,10 @@ from waiting import eventually
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from bot_process import BotProcess
     from database_view import DatabaseView
 
     from reconciler.app import App
+    from reconciler.harness import BotProcess
     from reconciler.sandbox import DiscordSandbox
 
 UrlFactory: typing.TypeAlias = "Callable[[str], Awaitable[str]]"
@@ -47,6 +49,12 @@ BACKENDS: typing.Final = [
 def humans(sandbox: DiscordSandbox, guild_id: int) -> list[int]:
     """Member ids of the guild that are not bots, in id order."""
     return sorted(uid for uid, m in sandbox.members(guild_id).items() if not m.bot)
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket the process listens on."""
+    connections = psutil.Process(pid).net_connections(kind="tcp")
+    return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
 
 
 def truth_links(sandbox: DiscordSandbox, guild_id: int) -> set[tuple[int, int]]:

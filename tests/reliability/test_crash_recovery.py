@@ -8,10 +8,10 @@ import typing
 
 import pytest
 import sqlalchemy.exc
-from bot_process import bot_environment
 from database_view import DatabaseView
 from reliability_support import BACKENDS, BotFactory, Observed, UrlFactory, ViewFactory, eventually, truth_links
 
+from reconciler.harness import bot_environment
 from reconciler.sandbox import DiscordSandbox
 
 MEMBERS: typing.Final = 50_000

@@ -9,11 +9,10 @@ import time
 import typing
 
 import pytest
-from bot_process import bot_environment
 from pg_schemas import HOST, PORT
 from reliability_support import BotFactory, Observed, UrlFactory, ViewFactory, eventually
-from tcp_proxy import TcpProxy
 
+from reconciler.harness import TcpProxy, bot_environment
 from reconciler.sandbox import DiscordSandbox
 
 OUTAGE_SECONDS: typing.Final = 20.0

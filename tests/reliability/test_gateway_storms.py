@@ -11,9 +11,9 @@ import time
 import typing
 
 import pytest
-from bot_process import Scrape
 from reliability_support import AppFactory, Observed, UrlFactory, ViewFactory, eventually, humans
 
+from reconciler.harness import Scrape
 from reconciler.sandbox import DiscordSandbox
 
 if typing.TYPE_CHECKING:

@@ -8,9 +8,9 @@ import time
 import typing
 
 import pytest
-from bot_process import BotProcess, bot_environment
-from reliability_support import BotFactory, Observed, UrlFactory, ViewFactory, eventually
+from reliability_support import BotFactory, Observed, UrlFactory, ViewFactory, eventually, listening_addresses
 
+from reconciler.harness import BotProcess, bot_environment
 from reconciler.sandbox import DiscordSandbox
 from reconciler.sandbox.ids import shard_of
 from reconciler.store import SqlStore
@@ -78,7 +78,7 @@ async def test_two_shard_processes_share_one_database_without_doing_a_run_twice(
     scrapes = {shard: await bot.scrape() for shard, bot in bots.items()}
     for bot in bots.values():
         # Loopback only: the metrics server (and nothing else) listens, on the configured 127.0.0.1.
-        assert {ip for ip, _ in bot.listening_addresses()} == {"127.0.0.1"}
+        assert {ip for ip, _ in listening_addresses(bot.pid)} == {"127.0.0.1"}
         assert await bot.terminate() == 0, bot.tail()
 
     pids = {bot.pid: shard for shard, bot in bots.items()}

@@ -6,9 +6,9 @@ import random
 import time
 
 import pytest
-from bot_process import bot_environment
 from reliability_support import BotFactory, Observed, UrlFactory, ViewFactory, eventually, humans
 
+from reconciler.harness import bot_environment
 from reconciler.sandbox import DiscordSandbox
 
 MESSAGES = 5000

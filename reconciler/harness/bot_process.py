@@ -15,7 +15,6 @@ import time
 import typing
 
 import aiohttp
-import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 if typing.TYPE_CHECKING:
@@ -139,11 +138,6 @@ class BotProcess:
     async def readyz(self) -> tuple[int, dict[str, typing.Any]]:
         status, text = await self._get("/readyz")
         return status, json.loads(text)
-
-    def listening_addresses(self) -> set[tuple[str, int]]:
-        """(ip, port) of every TCP socket the process listens on."""
-        connections = psutil.Process(self.pid).net_connections(kind="tcp")
-        return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
 
     async def kill(self) -> int:
         """SIGKILL: no handler runs, nothing is flushed; returns the exit status (-9)."""

@@ -8,12 +8,12 @@ import typing
 
 import pytest
 from activity_truth import counted_in_database, posted_in_sandbox
-from bot_process import bot_environment
 from reliability_support import BACKENDS, BotFactory, Observed, UrlFactory, ViewFactory, eventually, humans
 
-if typing.TYPE_CHECKING:
-    from bot_process import BotProcess
+from reconciler.harness import bot_environment
 
+if typing.TYPE_CHECKING:
+    from reconciler.harness import BotProcess
     from reconciler.sandbox import DiscordSandbox
 
 BURST: typing.Final = 3_000

@@ -289,6 +289,7 @@ async def running_app(
                 relister=relister,
                 metrics=metrics,
                 discord_counts=DiscordCountReader(bot.rest),
+                redact=reconciler.redact,
                 clock=clock,
             )
             scheduler = Scheduler(

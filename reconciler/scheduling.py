@@ -466,6 +466,8 @@ class _DriftCheck:
     metrics: Metrics
     auto_heal: bool
     clock: Callable[[], datetime.datetime]
+    redact: Callable[[str], str]
+    """Exception text goes to `sync_runs.error_sample` through the logs' redaction."""
 
     async def __call__(self, guild_id: int) -> str:
         started = time.monotonic()
@@ -544,7 +546,7 @@ class _DriftCheck:
                 updated=counts.updated,
                 unchanged=counts.unchanged,
                 left=counts.left,
-                error_sample=note,
+                error_sample=None if note is None else self.redact(note),
             )
         except Exception:
             self.metrics.errors.labels(stage="store").inc()
@@ -600,6 +602,8 @@ class _CountAudit:
     metrics: Metrics
     settle_seconds: float
     clock: Callable[[], datetime.datetime]
+    redact: Callable[[str], str]
+    """Exception text goes to `sync_runs.error_sample` through the logs' redaction."""
     unrepaired: dict[int, _Unrepaired] = attrs.field(factory=dict[int, _Unrepaired])
 
     async def __call__(self, guild_id: int) -> str:
@@ -666,7 +670,7 @@ class _CountAudit:
         ).inc()
         self.metrics.sync_duration.labels(kind=COUNT_AUDIT).observe(time.monotonic() - started)
         try:
-            await self.store.finish_run(run_id, outcome=outcome.value, error_sample=note[:500])
+            await self.store.finish_run(run_id, outcome=outcome.value, error_sample=self.redact(note)[:500])
         except Exception:
             self.metrics.errors.labels(stage="store").inc()
             _LOGGER.exception("count audit not recorded", extra={"guild_id": guild_id, "run_id": run_id})
@@ -748,6 +752,7 @@ def scheduled_jobs(
     relister: MemberRelister,
     metrics: Metrics,
     discord_counts: DiscordCounts,
+    redact: Callable[[str], str],
     clock: Callable[[], datetime.datetime] = _real_now,
     count_settle_seconds: float = _COUNT_AUDIT_SETTLE_SECONDS,
 ) -> list[JobSpec]:
@@ -771,6 +776,7 @@ def scheduled_jobs(
                 metrics=metrics,
                 auto_heal=settings.auto_heal,
                 clock=clock,
+                redact=redact,
             ),
         ),
         JobSpec(
@@ -789,6 +795,7 @@ def scheduled_jobs(
                 metrics=metrics,
                 settle_seconds=count_settle_seconds,
                 clock=clock,
+                redact=redact,
             ),
         ),
         JobSpec(

@@ -24,6 +24,7 @@ from reconciler.domain.counts import GuildCounts
 from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.runs import SyncRequest, Trigger
+from reconciler.observability.logging import Redactor
 from reconciler.observability.metrics import COUNT_AUDIT_KINDS, Metrics
 from reconciler.scheduling import COUNT_AUDIT, JobFailedError, scheduled_jobs
 from reconciler.store import SqlStore
@@ -119,6 +120,9 @@ class World:
         return [] if run is None else [(run.outcome, run.error_sample)]
 
 
+SECRET: typing.Final = "MTIz.token-that-must-never-be-stored"
+
+
 @pytest_asyncio.fixture
 async def world(database_url: str) -> AsyncIterator[World]:
     truth = {uid: member(uid, *([21] if uid % 2 else []), *([22] if uid % 3 == 0 else [])) for uid in range(1, 31)}
@@ -127,7 +131,9 @@ async def world(database_url: str) -> AsyncIterator[World]:
     store = await SqlStore.open(database_url)
     await store.upgrade()
     metrics = Metrics()
-    reconciler = Reconciler(store=store, desired=cache, metrics=metrics, settings=SyncSettings())
+    reconciler = Reconciler(
+        store=store, desired=cache, metrics=metrics, settings=SyncSettings(), redact=Redactor([SECRET])
+    )
     queue = SyncQueue(reconciler, is_ready=cache.is_ready, metrics=metrics, settings=SyncSettings())
     queue.start()
     relister = CacheRelister(discord, cache)
@@ -143,6 +149,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
         metrics=metrics,
         discord_counts=discord,
         retention=RetentionSettings(),
+        redact=reconciler.redact,
         clock=lambda: now[0],
         count_settle_seconds=SETTLE,
     )
@@ -282,3 +289,19 @@ async def test_discord_unreachable_fails_the_audit_and_changes_no_gauge(world: W
     assert await world.audits() == [("failed", "ConnectionError: Discord does not answer")]
     # As the start-up run left them: NaN, not audited yet (a failed audit publishes nothing).
     assert all(value is not None and math.isnan(value) for value in world.mismatch().values())
+
+
+async def test_exception_text_is_stored_redacted(world: World) -> None:
+    def leak(count: int) -> None:
+        raise ConnectionError(f"Discord refused Authorization: Bot {SECRET}")
+
+    world.discord.on_fetch = leak
+
+    with pytest.raises(ConnectionError):
+        await world.audit(GUILD)
+
+    ((outcome, sample),) = await world.audits()
+    assert outcome == "failed"
+    assert sample is not None
+    assert SECRET not in sample
+    assert sample.startswith("ConnectionError: Discord refused Authorization: Bot ")

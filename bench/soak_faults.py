@@ -169,7 +169,11 @@ _DATABASE_UNREACHABLE: typing.Final = (
 )
 _WRITERS_THAT_LOG_OUTAGES: typing.Final = (
     ("reconciler.engine.reconcile", "reconcile failed"),
-    ("reconciler.activity", "activity flush failed; kept for the next flush"),
+    ("reconciler.activity.buffer", "activity flush failed"),
+    ("reconciler.activity.buffer", "activity flush: counted state not readable"),
+    ("reconciler.activity.backfill", "backfill could not start"),
+    ("reconciler.activity.backfill", "backfill of a channel failed"),
+    ("reconciler.scheduling", "count audit not recorded"),
     ("reconciler.scheduling", "scheduled job failed for guild"),
     ("reconciler.scheduling", "drift check not recorded"),
     # An outage longer than the retry budget (`sync.max_attempts`): the drift check repairs afterwards.

@@ -331,11 +331,14 @@ class ActivityBuffer:
 
     async def _resolve_uncertain(self) -> None:
         still: list[_Taken] = []
-        for taken in self._uncertain:
+        for index, taken in enumerate(self._uncertain):
             outcome = await self._was_committed(taken)
             if outcome is None:
-                still.append(taken)
-            elif outcome:
+                # The database does not answer: the rest cannot be told either. Asking for each would log
+                # one error per batch per flush, a number that grows with the outage.
+                still.extend(self._uncertain[index:])
+                break
+            if outcome:
                 self._committed(taken)
             else:
                 self._restore(taken)

@@ -28,6 +28,8 @@ if typing.TYPE_CHECKING:
 pytestmark = pytest.mark.asyncio
 
 DEADLINE: typing.Final = 30.0
+FLUSH_SECONDS: typing.Final = 0.2
+"""`sync.activity_flush_seconds` as `tests/app_settings.py` sets it."""
 
 
 @contextlib.asynccontextmanager
@@ -159,7 +161,7 @@ async def test_a_resume_replay_never_counts_twice(
             lambda: counted_in_database(view, guild_id), lambda c: c.total >= 120, within=DEADLINE
         )
         # Nothing arrives after this: 5 flush periods more show no late double count.
-        await asyncio.sleep(5 * 0.2)
+        await asyncio.sleep(5 * FLUSH_SECONDS)
         assert await counted_in_database(view, guild_id) == counted == posted_in_sandbox(sandbox, guild_id)
 
 
@@ -204,11 +206,11 @@ async def test_a_flush_that_fails_after_its_commit_never_counts_twice(
             for index in range(50):
                 sandbox.post_message_nowait(channel, authors[index % 6], f"burst {burst}")
             await sandbox.flush()
-            await asyncio.sleep(0.3)  # more than a flush period: each burst is its own flush
+            await asyncio.sleep(1.5 * FLUSH_SECONDS)  # paces the input: each burst is its own flush
         counted = await eventually(
             lambda: counted_in_database(view, guild_id), lambda c: c.total >= 200, within=DEADLINE
         )
-        await asyncio.sleep(5 * 0.2)  # five flush periods: a put-back count would have been written by now
+        await asyncio.sleep(5 * FLUSH_SECONDS)  # five flush periods: a put-back count would have been written by now
         assert proxies[0].raised == 3
         assert await counted_in_database(view, guild_id) == counted == posted_in_sandbox(sandbox, guild_id)
         assert app.metrics.errors.labels(stage="activity")._value.get() >= 3  # pyright: ignore[reportPrivateUsage]

@@ -282,16 +282,24 @@ async def test_gateway_runs_share_a_row_per_period_and_stats_reads_it(
         # One join at a time, each written before the next: four gateway runs, not one merged burst.
         joined.append(await sandbox.add_member(guild_id, username=f"joiner{n}"))
         await eventually(lambda: view.members(guild_id), lambda m: set(joined) <= set(m), within=10)
-    await asyncio.sleep(0.2)  # the last run's row is written just after its members
 
-    gateway = [run for run in await view.runs(guild_id) if run["trigger"] == "gateway"]
-    counted = sum(
-        sample.value
-        for family in app.metrics.registry.collect()
-        if family.name == "reconciler_sync_runs"
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["trigger"] == "gateway"
+    def gateway_runs_counted() -> float:
+        return sum(
+            sample.value
+            for family in app.metrics.registry.collect()
+            if family.name == "reconciler_sync_runs"
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels["trigger"] == "gateway"
+        )
+
+    async def gateway_rows() -> list[typing.Any]:
+        return [run for run in await view.runs(guild_id) if run["trigger"] == "gateway"]
+
+    # A run's row is written just after its members: wait until the rows sum every run the metrics counted.
+    gateway = await eventually(
+        gateway_rows, lambda rows: sum(run["runs"] for run in rows) >= max(4, gateway_runs_counted()), within=10
     )
+    counted = gateway_runs_counted()
     assert sum(run["runs"] for run in gateway) == counted >= 4, "every gateway run is counted once, in a row"
     assert len(gateway) <= 2, "gateway runs are summed per period (two only across midnight UTC)"
     assert sum(run["created"] for run in gateway) == 4

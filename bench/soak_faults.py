@@ -170,7 +170,6 @@ _DATABASE_UNREACHABLE: typing.Final = (
 _WRITERS_THAT_LOG_OUTAGES: typing.Final = (
     ("reconciler.engine.reconcile", "reconcile failed"),
     ("reconciler.activity.buffer", "activity flush failed"),
-    ("reconciler.activity.buffer", "activity flush: counted state not readable"),
     ("reconciler.activity.backfill", "backfill could not start"),
     ("reconciler.activity.backfill", "backfill of a channel failed"),
     ("reconciler.scheduling", "count audit not recorded"),

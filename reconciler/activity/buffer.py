@@ -30,6 +30,7 @@ from reconciler.domain import (
     CountedUpdate,
     RecordedGap,
 )
+from reconciler.observability.failure_streak import FailureStreak
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -113,6 +114,8 @@ class ActivityBuffer:
         self._inflight: asyncio.Future[int] | None = None
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._failures = FailureStreak(_LOGGER, "activity flush failed")
+        """A database outage fails every flush; the log gets its start, a reminder a minute, its end."""
         self._live_duplicates = metrics.activity_duplicates.labels(source="live")
         self._backfill_duplicates = metrics.activity_duplicates.labels(source="backfill")
         self.messages_recorded = 0
@@ -265,7 +268,7 @@ class ActivityBuffer:
                     try:
                         await self.load_guild(guild_id)
                     except Exception:
-                        _LOGGER.exception("activity flush: counted state not readable", extra={"guild_id": guild_id})
+                        self._failures.failed({"step": "read counted state", "guild_id": guild_id})
                         return 0
             taken = self._take()
             if taken is None:
@@ -282,12 +285,13 @@ class ActivityBuffer:
             await self._store.commit_activity(batch)
         except Exception:
             self._metrics.errors.labels(stage="activity").inc()
-            _LOGGER.exception("activity flush failed", extra={"rows": len(batch.members)})
+            self._failures.failed({"step": "write", "rows": len(batch.members)})
             await self._after_failure(taken)
             return 0
         finally:
             self._metrics.db_latency.labels(operation="add_activity").observe(time.monotonic() - started)
             self._metrics.activity_buffer.set(len(self._members))
+        self._failures.succeeded()
         self._committed(taken)
         return len(batch.members)
 
@@ -321,7 +325,8 @@ class ActivityBuffer:
         """The commit raised: it may still have committed (the connection dropped after COMMIT)."""
         outcome = await self._was_committed(taken)
         if outcome is None:
-            _LOGGER.warning("activity flush outcome unknown; checked again before the next flush")
+            if not self._uncertain:  # once per outage, not once per flush
+                _LOGGER.warning("activity flush outcome unknown; checked again before the next flush")
             self._uncertain.append(taken)
         elif outcome:
             _LOGGER.warning("activity flush raised after its commit; counts not put back")
@@ -355,7 +360,10 @@ class ActivityBuffer:
         try:
             return await self._state.stored_holds(taken.counted)
         except Exception:
-            _LOGGER.exception("activity flush: counted state not readable")
+            if self._failures.failures:  # the flush that failed, or the one about to, tells the streak
+                _LOGGER.debug("activity flush: outcome not readable", exc_info=True)
+            else:
+                self._failures.failed({"step": "check outcome"})
             return None
 
     def _restore(self, taken: _Taken) -> None:

@@ -190,3 +190,29 @@ async def test_while_the_counted_state_is_unreadable_messages_wait_up_to_a_limit
     stored = (await store.load_counted(GUILD))[CHANNEL].counted
     assert stored.covers(ids[0], ids[99_999])
     assert not any(i in stored for i in ids[100_000:])  # left for the backfill to fetch
+
+
+async def test_an_outage_of_many_flushes_logs_its_start_with_the_traceback_and_its_end_once(
+    store: FaultyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    buffer = make_buffer(store)
+    await buffer.load_guild(GUILD)
+    store.raise_before = 30
+    store.failing_reads = 30  # every check of an outcome fails too, as it does while the database is away
+    caplog.set_level("INFO", logger="reconciler.activity.buffer")
+
+    for start in range(0, 300, 10):  # 30 flushes in well under the streak's one-minute reminder
+        post(buffer, start, 10)
+        assert await buffer.flush() == 0
+    post(buffer, 300, 10)
+    await buffer.flush()
+
+    assert await total(store) == 310
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert lines == [
+        ("ERROR", "activity flush failed", True),
+        ("WARNING", "activity flush outcome unknown; checked again before the next flush", False),
+        ("WARNING", "activity flush failed: recovered", False),
+    ]
+    recovered = caplog.records[-1]
+    assert recovered.failures == 30

@@ -35,6 +35,7 @@ from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
 from reconciler.failures import FailureKind, StartupError
 from reconciler.gc_policy import LoadingPause, relax_collection_thresholds
+from reconciler.heap import HeapTrimmer, fix_mmap_threshold, glibc_malloc_trim
 from reconciler.observability.logging import Redactor
 from reconciler.observability.metrics import Metrics
 from reconciler.observability.readiness import CheckResult, NamedChecks, PeriodicCheck
@@ -177,6 +178,8 @@ async def running_app(
 
         bot = build_bot(settings.discord, rest_url=rest_url)
         relax_collection_thresholds()
+        fix_mmap_threshold()
+        await stack.enter_async_context(HeapTrimmer(trim=glibc_malloc_trim()))
         collector = LoadingPause()
         stack.callback(collector.close)
         readiness = GuildReadiness(on_loading=collector.loading)

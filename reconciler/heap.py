@@ -1,11 +1,11 @@
 """Keep the C heap from holding on to freed memory: large blocks apart, free pages returned every minute.
 
-Measured in the 30-minute soak (docs/reliability.md): the bot's Python objects stay flat, but glibc's
-malloc keeps the pages that member chunks, relists and database batches freed. Over a 15-minute life
-its arenas grew from 131 to 200 MB while 40-60 MB of them were in use, and the resident set grew with
-them at about 250 MB an hour. glibc trims only the free space at the very top of an arena, and pieces
-still in use scattered through the rest (a cached member here, a statement there) pin it.
-Two settings of glibc's own fix that:
+Measured in the soak (docs/reliability.md): the bot's Python objects stay flat, but glibc's malloc
+keeps the pages that member chunks, relists and database batches freed, in the main arena and in one
+arena per worker thread (the SQLite driver's among them). In five minutes of one 50,000-member life its
+arenas grew from 131 to 200 MB while 40-60 MB of them were in use, and the resident set grew with them,
+180-280 MB an hour over 30-minute runs. glibc trims only the free space at the very top of an arena,
+and pieces still in use scattered through the rest pin it. Two of glibc's own settings fix that:
 
 - Blocks of 128 KiB and more (the lists and dict tables of a 50,000-member comparison, a gateway
   payload) are mapped on their own and unmapped when freed. glibc does so by default, but it raises

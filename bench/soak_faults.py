@@ -175,6 +175,7 @@ _WRITERS_THAT_LOG_OUTAGES: typing.Final = (
     ("reconciler.scheduling", "count audit not recorded"),
     ("reconciler.scheduling", "scheduled job failed for guild"),
     ("reconciler.scheduling", "drift check not recorded"),
+    ("reconciler.scheduling", "scheduled job step failed"),  # the cleanup's retention step, run again next night
     # An outage longer than the retry budget (`sync.max_attempts`): the drift check repairs afterwards.
     ("reconciler.engine.queue", "reconcile given up"),
 )

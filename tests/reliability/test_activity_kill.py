@@ -17,7 +17,12 @@ if typing.TYPE_CHECKING:
     from reconciler.sandbox import DiscordSandbox
 
 BURST: typing.Final = 3_000
-FLUSH_SECONDS: typing.Final = 0.5
+FIRST_PART: typing.Final = 1_500
+AT_RISK: typing.Final = 500
+# Before the kill: long enough that the kill lands between two flushes (it follows one we saw commit).
+FLUSH_SECONDS: typing.Final = 3.0
+# After the restart: short, so that three periods without a change are quick to wait out.
+FLUSH_SECONDS_AFTER: typing.Final = 0.5
 
 
 async def _activity_detail(bot: BotProcess) -> str:
@@ -49,24 +54,39 @@ async def test_kill_9_mid_burst_then_restart_counts_every_message_once(
     channels = list(sandbox.channels(guild_id))
     thread = sandbox.create_thread(channels[0], "burst thread", authors[0])
     targets = [*channels, thread]
-    for index in range(BURST):
-        sandbox.post_message_nowait(rng.choice(targets), rng.choice(authors), f"m{index}")
-        if index % 100 == 99:
-            await sandbox.flush()
-            await asyncio.sleep(0.1)  # 1,000 messages a second: several flushes happen before the kill
-        if index == BURST // 2:
-            # Half-way: the process dies with up to a flush period of counts in memory.
-            scrape = await bot.scrape()
-            status = await bot.kill()
-            assert status == -9
-            received_before_kill = scrape.value("reconciler_gateway_events_total", type="message_create")
-            observed["received_before_kill"] = received_before_kill
+
+    async def post(first: int, last: int) -> None:
+        for index in range(first, last):
+            sandbox.post_message_nowait(rng.choice(targets), rng.choice(authors), f"m{index}")
+            if index % 100 == 99:
+                await sandbox.flush()
+                await asyncio.sleep(0.1)  # 1,000 messages a second
+        await sandbox.flush()
+
+    await post(0, FIRST_PART)
+    # The flush that commits the first part has just run; the next is FLUSH_SECONDS away, so the kill
+    # below lands with the next AT_RISK messages received but only in memory.
+    await eventually(
+        lambda: counted_in_database(view, guild_id), lambda c: c.total == FIRST_PART, within=30, interval=0.05
+    )
+    await post(FIRST_PART, FIRST_PART + AT_RISK)
+    scrape = await eventually(
+        bot.scrape,
+        lambda s: s.value("reconciler_gateway_events_total", type="message_create") >= FIRST_PART + AT_RISK,
+        within=FLUSH_SECONDS / 2,
+        interval=0.01,
+    )
+    status = await bot.kill()
+    assert status == -9
+    observed["received_before_kill"] = scrape.value("reconciler_gateway_events_total", type="message_create")
     counted_at_kill = await counted_in_database(view, guild_id)
     observed["counted_at_kill"] = counted_at_kill.total
-    assert counted_at_kill.total > 0, "nothing was flushed before the kill: no counted range to resume from"
-    assert counted_at_kill.total < BURST // 2, "everything was flushed: nothing was at risk"
+    assert counted_at_kill.total == FIRST_PART, "a flush ran between receipt and the kill: nothing was at risk"
+    # The rest of the burst is posted while the bot is down.
+    await post(FIRST_PART + AT_RISK, BURST)
 
-    await bot.start()
+    # The same database and sandbox; only the flush period differs.
+    bot = await bot_factory({**env, "SYNC__ACTIVITY_FLUSH_SECONDS": str(FLUSH_SECONDS_AFTER)}, name="bot-restarted")
     await eventually(
         lambda: _activity_detail(bot), lambda d: d.startswith("activity complete"), within=60, interval=0.2
     )
@@ -76,7 +96,7 @@ async def test_kill_9_mid_burst_then_restart_counts_every_message_once(
         lambda: counted_in_database(view, guild_id), lambda c: c.total >= BURST, within=30, interval=0.2
     )
     # Three flush periods more: a message counted twice would show by now.
-    await asyncio.sleep(3 * FLUSH_SECONDS)
+    await asyncio.sleep(3 * FLUSH_SECONDS_AFTER)
     assert await counted_in_database(view, guild_id) == counted
     assert counted.by_member_day == truth.by_member_day
     assert counted.by_channel == truth.by_channel

@@ -65,7 +65,9 @@ async def test_two_processes_firing_the_same_slots_do_each_guild_once(
     # Process A does not have guild 303 ready: it must not claim it, so B does it every time.
     scheduler_a, metrics_a = await scheduler_factory(jobs("a"), guilds=guilds, ready=lambda g: g != 303)
     scheduler_b, metrics_b = await scheduler_factory(jobs("b"), guilds=guilds)
-    await asyncio.sleep(2.6)
+    both_running = datetime.datetime.now(datetime.UTC)
+    # Three cleanup fires (one a second) at least: one is whole after both started and before the stop.
+    await asyncio.sleep(3.1)
     await scheduler_a.stop()
     await scheduler_b.stop()
 
@@ -81,10 +83,13 @@ async def test_two_processes_firing_the_same_slots_do_each_guild_once(
         for row in rows:
             fire, guild = row["slot"].split("/")
             by_fire[fire].append(int(guild))
-        # The stop may cut the newest fire short (a guild not claimed yet): every earlier fire is whole.
+        # The stop may cut the newest fire short (a guild not claimed yet), and only A may have fired
+        # those before B started (303 is then nobody's): every fire in between is whole.
         *earlier, newest = sorted(by_fire)
         assert len(by_fire) >= least, job
-        for fire in earlier:
+        whole = [fire for fire in earlier if datetime.datetime.fromisoformat(fire) >= both_running]
+        assert whole, f"{job}: no fire after both processes started: {sorted(by_fire)}"
+        for fire in whole:
             assert sorted(by_fire[fire]) == guilds, f"{job} {fire}: every fire claims every ready guild once"
         assert len(by_fire[newest]) == len(set(by_fire[newest])), f"{job}: a guild claimed twice in one fire"
         claimed = collections.Counter(int(row["slot"].split("/")[1]) for row in rows)

@@ -32,8 +32,10 @@ if typing.TYPE_CHECKING:
 
 _LOGGER: typing.Final = logging.getLogger(__name__)
 
-# Member rows read per query while comparing: bounds memory at about a 20th of a 1M-member guild.
-_BATCH_SIZE: typing.Final = 50_000
+# Members compared per step, cache side and database side alike: what the check holds at once is a
+# slice, never the guild. Transient whole-guild snapshots every few seconds left the process's heap
+# fragmented (RSS crept up over a 30-minute soak on 50,000 members while live objects did not).
+_BATCH_SIZE: typing.Final = 10_000
 _MEMBERS_ONLY: typing.Final = Scope(user_ids=None, roles=False)
 
 
@@ -94,13 +96,15 @@ async def measure_drift(
         raise GuildNotReadyError(guild_id)
     # Forgotten users are compared as the runs write them: without their names.
     desired = forgetting(desired, await store.forgotten_users())
-    cached = desired.snapshot(guild_id, _MEMBERS_ONLY)
     stored_present = (await store.load_fingerprints(guild_id, _MEMBERS_ONLY)).fingerprints
-    candidates = sorted(cached.members.keys() | stored_present.keys())
+    candidates = sorted(desired.member_ids(guild_id) | stored_present.keys())
+    del stored_present
     unchanged = 0
     suspects: set[int] = set()
     for batch in _batches(candidates, batch_size):
-        actual = await store.load_snapshot(guild_id, Scope.of_users(batch))
+        scope = Scope.of_users(batch)
+        cached = desired.snapshot(guild_id, scope)
+        actual = await store.load_snapshot(guild_id, scope)
         changes = plan_changes(cached, actual)
         unchanged += changes.counts.unchanged
         suspects |= _changed_users(changes)

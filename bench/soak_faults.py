@@ -163,7 +163,8 @@ class SqliteLockOutage:
 _DATABASE_UNREACHABLE: typing.Final = (
     r"ConnectionRefusedError: \[Errno 111\]",  # PostgreSQL: the proxy's port is closed
     r"ConnectionResetError: ",  # PostgreSQL: reset mid-read
-    r"(DBAPIError: .*)?ConnectionDoesNotExistError'?>?: connection was closed in the middle of operation",
+    # asyncpg's ConnectionDoesNotExistError, named in SQLAlchemy's message or (cut while preparing) not
+    r"(DBAPIError: .*)?(ConnectionDoesNotExistError'?>?: )?connection was closed in the middle of operation",
     r"(InterfaceError|DBAPIError): .*connection is closed",  # a pooled connection cut by the outage
     r"OperationalError: \(sqlite3\.OperationalError\) database is locked",  # SQLite: past the busy timeout
 )

@@ -12,6 +12,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from database_view import DatabaseView
+from waiting import eventually
 
 from reconciler.scheduling import GuildOutcome, JobFailedError, JobOutcome, JobSpec
 
@@ -66,8 +67,12 @@ async def test_two_processes_firing_the_same_slots_do_each_guild_once(
     scheduler_a, metrics_a = await scheduler_factory(jobs("a"), guilds=guilds, ready=lambda g: g != 303)
     scheduler_b, metrics_b = await scheduler_factory(jobs("b"), guilds=guilds)
     both_running = datetime.datetime.now(datetime.UTC)
-    # Three cleanup fires (one a second) at least: one is whole after both started and before the stop.
-    await asyncio.sleep(3.1)
+
+    async def fired_by_b() -> tuple[float, float]:
+        return sum(_runs(metrics_b, "drift_check").values()), sum(_runs(metrics_b, "cleanup").values())
+
+    # Fires B finished after both started: with 5 and 3, some before the newest are whole for each job.
+    await eventually(fired_by_b, lambda fired: fired[0] >= 5 and fired[1] >= 3, within=30)
     await scheduler_a.stop()
     await scheduler_b.stop()
 

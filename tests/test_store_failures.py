@@ -1,4 +1,5 @@
 """A programming error while writing fails the run (retried, never per member); its text is kept redacted.
+A database out of reach fails the run too, but the work waits for it, however many attempts that takes.
 
 Discord's side is a `MemoryGuild`; the database is real (SQLite and PostgreSQL). The bug is injected
 into the bulk writer's send, where a wrong number of bindings or a TypeError would surface.
@@ -7,11 +8,13 @@ into the bulk writer's send, where a wrong number of bindings or a TypeError wou
 from __future__ import annotations
 
 import datetime
+import time
 import typing
 
 import pytest
 import pytest_asyncio
 from memory_guild import MemoryGuild
+from pg_schemas import HOST, PORT, postgres_schema_url
 from waiting import eventually
 
 from reconciler.config import SyncSettings
@@ -19,6 +22,7 @@ from reconciler.domain import MemberState, Scope
 from reconciler.engine.queue import SyncQueue
 from reconciler.engine.reconcile import Reconciler
 from reconciler.engine.runs import Outcome, SyncRequest, Trigger
+from reconciler.harness import TcpProxy
 from reconciler.observability.logging import Redactor
 from reconciler.observability.metrics import Metrics
 from reconciler.store import SqlStore
@@ -127,3 +131,52 @@ async def test_exception_text_kept_in_sync_runs_is_redacted_like_the_logs(
     assert "[REDACTED]" in run.error_sample
     assert TOKEN not in run.error_sample
     assert "secret-bot-token" not in run.error_sample
+
+
+@pytest.mark.postgres
+async def test_a_request_waits_out_a_database_outage_longer_than_its_attempts() -> None:
+    guild = MemoryGuild({uid: member(uid) for uid in range(1, 121)})
+    metrics = Metrics()
+    # Three attempts of 0.05-0.2 s back-off: given up within half a second if the outage counted.
+    settings = SyncSettings(max_attempts=3, retry_base_seconds=0.05, retry_max_seconds=0.2)
+    failed = {"guild": str(GUILD), "trigger": "startup", "kind": "users", "outcome": "failed"}
+    async with postgres_schema_url() as url, TcpProxy(HOST, PORT) as proxy:
+        store = await SqlStore.open(url.replace(f"{HOST}:{PORT}", f"127.0.0.1:{proxy.port}"), batch_size=50)
+        try:
+            await store.upgrade()
+            reconciler = Reconciler(store=store, desired=guild, metrics=metrics, settings=settings)
+            queue = SyncQueue(reconciler, is_ready=lambda _guild: True, metrics=metrics, settings=settings)
+            queue.start()
+            try:
+                await proxy.cut()
+                cut_at = time.monotonic()
+                report = await queue.submit(
+                    SyncRequest(guild_id=GUILD, scope=Scope.everything(), trigger=Trigger.STARTUP)
+                )
+                assert report.outcome is Outcome.FAILED
+                # Three times the attempts that would have given up, and still waiting.
+                await eventually(
+                    lambda: _async(_sample_count(metrics, "reconciler_sync_runs_total", failed) or 0),
+                    lambda n: n >= 3 * settings.max_attempts,
+                    within=10,
+                )
+                assert queue.is_pending(GUILD) or queue.running(GUILD) is not None, "the work was given up"
+                outage = time.monotonic() - cut_at
+                await proxy.restore()
+                await eventually(lambda: _idle(queue), lambda idle: idle, within=10)
+            finally:
+                await queue.stop(timeout=5)
+            stored = (await store.load_snapshot(GUILD, Scope.everything())).members
+        finally:
+            await store.close()
+
+    assert set(stored) == set(range(1, 121)), f"after an outage of {outage:.1f} s the members were not written"
+    assert _sample_count(metrics, "reconciler_errors_total", {"stage": "store"}) == _sample_count(
+        metrics, "reconciler_sync_runs_total", failed
+    )
+    recorded = _sample_count(metrics, "reconciler_last_successful_reconcile_timestamp_seconds", {"guild": str(GUILD)})
+    assert recorded is not None, "the run after the outage did not succeed"
+
+
+async def _async(value: float) -> float:
+    return value

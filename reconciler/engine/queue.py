@@ -42,6 +42,8 @@ def _is_terminal(exc: BaseException) -> bool:
     A failed write is retried whatever it was, a programming error in the store's writer too: it may
     depend on the rows written this time (a merged scope, a member's odd value), and `sync.max_attempts`
     bounds how long a real bug keeps coming back. The run is still `failed`, counted and logged each time.
+    Attempts that found the database out of reach do not count towards that bound: an outage says
+    nothing about the work, which waits for the database (retried every `sync.retry_max_seconds` at most).
     """
     return isinstance(exc, NotImplementedError)
 
@@ -54,6 +56,9 @@ class _Pending:
     waiters: list[asyncio.Future[RunReport]] = attrs.field(factory=list[asyncio.Future[RunReport]])
     listeners: list[ProgressListener] = attrs.field(factory=list[ProgressListener])
     attempt: int = 0
+    """Failed attempts so far (the back-off doubles with each)."""
+    counted_failures: int = 0
+    """Failed attempts that count towards `sync.max_attempts`: those the database was reachable for."""
     not_before: float = 0.0
 
     @property
@@ -277,16 +282,27 @@ class SyncQueue:
         entry.waiters.clear()
         entry.listeners.clear()
         entry.attempt += 1
-        if _is_terminal(exc) or entry.attempt >= self._settings.max_attempts or not self._accepting:
+        unreachable = self._reconciler.database_unreachable(exc)
+        if not unreachable:
+            entry.counted_failures += 1
+        if _is_terminal(exc) or entry.counted_failures >= self._settings.max_attempts or not self._accepting:
             _LOGGER.error(
                 "reconcile given up",
                 extra={"guild_id": request.guild_id, "attempts": entry.attempt, "error": failed.reason},
             )
             return
-        delay = min(self._settings.retry_max_seconds, self._settings.retry_base_seconds * 2 ** (entry.attempt - 1))
+        # The exponent is capped: an outage of days is thousands of attempts, and 2.0**1024 overflows.
+        delay = min(
+            self._settings.retry_max_seconds, self._settings.retry_base_seconds * 2 ** min(entry.attempt - 1, 32)
+        )
         entry.not_before = time.monotonic() + delay
         _LOGGER.warning(
             "reconcile retry scheduled",
-            extra={"guild_id": request.guild_id, "attempt": entry.attempt, "delay_s": delay},
+            extra={
+                "guild_id": request.guild_id,
+                "attempt": entry.attempt,
+                "delay_s": delay,
+                "database_unreachable": unreachable,
+            },
         )
         self._requeue(entry)

@@ -97,6 +97,10 @@ class Reconciler:
         """Exception text with every secret scrubbed, before it is kept or shown to a person."""
         return self._redact(text)
 
+    def database_unreachable(self, exc: BaseException) -> bool:
+        """True when a run failed because the database was out of reach (worth waiting out, not giving up)."""
+        return self._store.is_unreachable(exc)
+
     def forget(self, guild_id: int) -> None:
         """The bot left the guild: drop what was kept in memory for its next run, and its lock.
 

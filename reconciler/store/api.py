@@ -183,6 +183,14 @@ class Store(typing.Protocol):
         """True when the database answers (for /readyz); never raises."""
         ...
 
+    def is_unreachable(self, exc: BaseException) -> bool:
+        """True when `exc`, raised by this store, says the database was out of reach or too busy.
+
+        Such a failure says nothing about the work asked of it, so that work waits for the database
+        instead of being given up after a bounded number of attempts.
+        """
+        ...
+
     async def load_fingerprints(self, guild_id: int, scope: Scope) -> StoredFingerprints:
         """The stored fingerprint of each present (active or inactive) member in scope."""
         ...

@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import inspect
 import logging
-import sqlite3
 import typing
 
 import asyncpg
@@ -41,6 +40,7 @@ from reconciler.store.activity_sql import ActivityTables
 from reconciler.store.api import ApplyResult, GuildRecord, HistoryEntry, MemberRecord, StoreStats, SyncRun
 from reconciler.store.bulk import BatchCutter, BatchHistory, MemberBatch, MemberRow, PreparedBatch, bulk_backend
 from reconciler.store.connect import BEGIN_OPTION, create_engine
+from reconciler.store.errors import is_row_error, is_unreachable, row_error_reason
 from reconciler.store.migrate import upgrade_database
 
 if typing.TYPE_CHECKING:
@@ -51,7 +51,6 @@ if typing.TYPE_CHECKING:
         AsyncIterator,
         Callable,
         Iterable,
-        Iterator,
         Mapping,
         Sequence,
     )
@@ -70,67 +69,6 @@ ERROR_SAMPLE_SIZE: typing.Final = 20
 _SCAN_THRESHOLD: typing.Final = 200_000
 _INT64_MIN: typing.Final = -(2**63)
 _INT64_MAX: typing.Final = 2**63 - 1
-
-# Errors about one member's data: the row is skipped, counted and sampled, the run goes on. Only what the
-# database (or its driver) refuses in a value: a constraint, a number out of the column's range, text it
-# cannot store (a lone surrogate; a NUL on PostgreSQL). A programming error (a wrong number of bindings,
-# a TypeError, sqlite3.ProgrammingError, a driver InterfaceError) is not bad data: it fails the run.
-_ROW_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
-    OverflowError,
-    UnicodeError,
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    sqlalchemy.exc.IntegrityError,
-    sqlalchemy.exc.DataError,
-)
-# Never per-member, even with a row error in their chain: the database itself or the code is at fault
-# (the run fails, counts as a store error and is retried with back-off).
-_FATAL_ERRORS: typing.Final[tuple[type[BaseException], ...]] = (
-    sqlite3.OperationalError,
-    sqlite3.ProgrammingError,
-    sqlite3.InterfaceError,
-    sqlalchemy.exc.ProgrammingError,
-    sqlalchemy.exc.InterfaceError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    sqlalchemy.exc.OperationalError,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-
-
-def is_row_error(exc: BaseException) -> bool:
-    """True when `exc` is about the values of the rows written, not about the database or the code.
-
-    The outermost error that says what happened decides (SQLAlchemy's wrappers are looked through): a
-    `TypeError` raised while handling a constraint violation is a bug, not bad data.
-    """
-    for cause in _causes(exc):
-        if isinstance(cause, _FATAL_ERRORS):
-            return False
-        if isinstance(cause, _ROW_ERRORS):
-            return True
-        if not isinstance(cause, sqlalchemy.exc.StatementError):
-            return False
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    cause = next((c for c in _causes(exc) if isinstance(c, _ROW_ERRORS)), exc)
-    text = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {text}"[:200]
 
 
 def _storable(user_ids: frozenset[int]) -> frozenset[int]:
@@ -181,7 +119,7 @@ class _Tally:
     def fail(self, key: int, exc: BaseException) -> None:
         self.errors += 1
         if len(self.sample) < ERROR_SAMPLE_SIZE:
-            self.sample.append((key, _reason(exc)))
+            self.sample.append((key, row_error_reason(exc)))
 
     def result(self, planned: ChangeCounts) -> ApplyResult:
         counts = ChangeCounts(
@@ -451,6 +389,9 @@ class SqlStore:
             _LOGGER.warning("database ping failed", extra={"error": type(exc).__name__})
             return False
         return True
+
+    def is_unreachable(self, exc: BaseException) -> bool:
+        return is_unreachable(exc)
 
     # --- reads for the reconcile -------------------------------------------------------------------
 

@@ -27,8 +27,16 @@ def relax_collection_thresholds() -> None:
 
 
 def freeze_loaded_objects() -> None:
-    """Move everything alive now (a freshly loaded cache) to the permanent generation."""
-    gc.collect(0)
+    """Move everything alive now (a freshly loaded cache) to the permanent generation.
+
+    A full collection goes first: the collector never looks at frozen objects again, so a garbage
+    cycle frozen with them is kept for the life of the process. A new session's member list follows
+    the old session's end (its sockets, buffers, tasks and tracebacks, cyclic garbage still in the
+    older generations), and every such freeze kept them for good. The full collection costs little
+    more than the young one it replaces: after the first freeze, the older generations hold only what
+    survived since the last one; the freshly loaded objects, walked by both, are most of the work.
+    """
+    gc.collect()
     gc.freeze()
     _LOGGER.debug("gc frozen", extra={"frozen_objects": gc.get_freeze_count()})
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import typing
+import weakref
 
 import pytest
 
 from reconciler.discord.readiness import GuildReadiness
-from reconciler.gc_policy import LoadingPause
+from reconciler.gc_policy import LoadingPause, freeze_loaded_objects
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -77,3 +78,19 @@ async def test_a_collector_turned_off_by_someone_else_stays_off() -> None:
     pause.close()
 
     assert not gc.isenabled()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector can free it
+
+
+def test_garbage_in_the_older_generations_is_collected_not_frozen_for_good() -> None:
+    node = _Node()
+    alive = weakref.ref(node)
+    gc.collect()  # it survives into the oldest generation...
+    del node  # ...and dies there, as a dead gateway session's objects do before the next member list loads
+
+    freeze_loaded_objects()
+
+    assert alive() is None, "a garbage cycle was frozen: the collector will never look at it again"

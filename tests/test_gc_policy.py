@@ -34,7 +34,7 @@ async def test_off_while_any_guild_loads_then_on_with_the_loaded_objects_frozen(
     assert not gc.isenabled()
     readiness.chunk_received(1, "nonce-1", 0, 1)
     assert not gc.isenabled(), "guild 2 is still loading"
-    loaded = [object() for _ in range(1000)]
+    loaded = [[n] for n in range(1000)]  # lists: objects the collector tracks (a bare object() is not)
     readiness.guild_gone(2)
 
     assert gc.isenabled()

@@ -137,11 +137,18 @@ class Terminal:
     def table(self, rows: Iterable[tuple[str, str]], *, width: int = 30) -> None:
         """`label ....... value` lines, the shape the summary uses (and its test parses).
 
-        A value too long for `MAX_COLUMNS` wraps at a space onto lines indented under it.
+        A value too long for `MAX_COLUMNS` wraps at a space onto lines indented under it. A word too long
+        for the column (a deep file path) is never broken, so that it can be copied: the value then starts
+        on the line below the label, indented by 4 only.
         """
         room = MAX_COLUMNS - width - 3
         for label, value in rows:
             lines = textwrap.wrap(value, room, break_long_words=False, break_on_hyphens=False) or [""]
+            if any(len(line) > room for line in lines):
+                self.line(f"  {label}:")
+                for line in textwrap.wrap(value, MAX_COLUMNS - 4, break_long_words=False, break_on_hyphens=False):
+                    self.line(f"    {line}")
+                continue
             self.line(f"  {label + ':':<{width}} {lines[0]}")
             for more in lines[1:]:
                 self.line(f"  {'':<{width}} {more}")

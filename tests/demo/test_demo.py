@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import re
@@ -10,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+
+from reconciler.demo.terminal import MAX_COLUMNS, Terminal
 
 _SUMMARY_LINE = re.compile(r"^  (?P<label>[A-Z][A-Za-z ]+):\s+(?P<value>.+)$")
 # A count of 1,000 or more written without separators: not part of an id, a time, a path, a URL or a version.
@@ -112,3 +115,13 @@ def test_demo_ends_with_the_database_equal_to_the_server(tmp_path: pathlib.Path)
     assert [line for line in lines if _ONE_PLURAL.search(line)] == [], output
     assert "1 role renamed" in result.stdout, output  # the tampering renames one role: the singular is exercised
     assert re.search(r"\b1 role\b(?! renamed)", result.stdout), output  # ... and its drift reads "1 role"
+
+
+def test_a_path_too_long_for_the_summary_column_moves_below_its_label_unbroken() -> None:
+    deep = "/srv/" + "/".join(f"folder-{n:02}" for n in range(8)) + "/demo.db"  # 92 columns, no space
+    out = io.StringIO()
+    Terminal(out, interactive=False).table([("Database", deep), ("Coverage", "100.00%")], width=30)
+
+    lines = out.getvalue().splitlines()
+    assert lines == ["  Database:", f"    {deep}", f"  {'Coverage:':<30} 100.00%"]
+    assert max(map(len, lines)) <= MAX_COLUMNS

@@ -12,7 +12,9 @@ drifted by 1% changed, 1% left and 1% joined so that the check's locked recheck 
 
 `--baseline` loads another version of `reconciler/engine/drift.py` (it must import what this checkout
 has) and alternates it with this one round by round, so that the machine's drift over the run falls
-on both alike. "Peak" is the RSS rise above the start of each check (bench/reconcile.py's `PeakRss`).
+on both alike. "Peak" is the RSS rise above the start of each check and the rise of CPython's live
+blocks (bench/reconcile.py's `PeakRss`): once a check has run, the RSS hardly rises for the next one
+(its freed arenas are reused), the blocks show each check's transient footprint all the same.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
             guild.current = synthetic.snapshot(synthetic.drift(raw, 0))
             del raw
             gc.collect()
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
+            results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in versions}
             totals: dict[str, int] = {}
             for round_index in range(args.rounds):
                 order = list(versions.items())
@@ -89,8 +91,8 @@ async def run(args: argparse.Namespace) -> int:
                             now=datetime.datetime.now(datetime.UTC),
                         )
 
-                    seconds, peak, report = await synthetic.timed(f"{name} #{round_index + 1}", check)
-                    results[name].append((seconds, peak))
+                    seconds, peaks, report = await synthetic.timed_peaks(f"{name} #{round_index + 1}", check)
+                    results[name].append((seconds, peaks.peak_mb, peaks.peak_blocks))
                     totals[name] = report.drift.total
         finally:
             await store.close()
@@ -99,17 +101,22 @@ async def run(args: argparse.Namespace) -> int:
         print(f"the versions disagree on the drift: {totals}")
         return 1
     print(f"\ndrift found: {next(iter(totals.values())):,} members (every version)")
-    print("| version | best s | median s | median peak MB |")
-    print("|---|---:|---:|---:|")
+    print("| version | best s | median s | median peak MB | median peak blocks |")
+    print("|---|---:|---:|---:|---:|")
     for name, runs in results.items():
-        seconds = [s for s, _ in runs]
-        peaks = [p for _, p in runs]
-        print(f"| {name} | {min(seconds):.2f} | {statistics.median(seconds):.2f} | {statistics.median(peaks):.0f} |")
+        seconds = [s for s, _, _ in runs]
+        peaks = [p for _, p, _ in runs]
+        blocks = [b for _, _, b in runs]
+        print(
+            f"| {name} | {min(seconds):.2f} | {statistics.median(seconds):.2f} | {statistics.median(peaks):.0f} "
+            f"| {statistics.median(blocks) / 1000:,.0f}k |"
+        )
     if args.baseline:
         ours, base = results["this checkout"], results["baseline"]
-        best = min(s for s, _ in ours) / min(s for s, _ in base)
-        median = statistics.median(s for s, _ in ours) / statistics.median(s for s, _ in base)
-        print(f"this checkout / baseline: best {best:.2f}x, median {median:.2f}x")
+        best = min(s for s, _, _ in ours) / min(s for s, _, _ in base)
+        median = statistics.median(s for s, _, _ in ours) / statistics.median(s for s, _, _ in base)
+        blocks = statistics.median(b for _, _, b in ours) / max(1, statistics.median(b for _, _, b in base))
+        print(f"this checkout / baseline: best {best:.2f}x, median {median:.2f}x, peak blocks {blocks:.2f}x")
     return 0
 
 

@@ -149,36 +149,53 @@ def rows_written(desired: GuildSnapshot) -> int:
 
 
 class PeakRss:
-    """Samples the process RSS every 5 ms while active; `.peak_mb` is the rise above the start."""
+    """Samples the process RSS and CPython's live blocks every 5 ms while active.
+
+    `.peak_mb` is the RSS rise above the start. In a process that has run a check before, freed arenas
+    are reused and the RSS hardly rises: `.peak_blocks` (the rise of `sys.getallocatedblocks()`, every
+    live Python object and buffer pymalloc holds) is the work's transient footprint either way, and
+    what fragments the allocator's arenas when long-lived objects are allocated meanwhile.
+    """
 
     def __init__(self) -> None:
         self._process = psutil.Process()
         self._stop = threading.Event()
         self.start = 0
         self.peak = 0
+        self.start_blocks = 0
+        self.max_blocks = 0
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakRss:
         gc.collect()
         self.start = self.peak = self._process.memory_info().rss
+        self.start_blocks = self.max_blocks = sys.getallocatedblocks()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
+    def _sample(self) -> None:
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        self.max_blocks = max(self.max_blocks, sys.getallocatedblocks())
+
     def _run(self) -> None:
         while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._sample()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
+        self._sample()
 
     @property
     def peak_mb(self) -> float:
         return (self.peak - self.start) / 2**20
+
+    @property
+    def peak_blocks(self) -> int:
+        return self.max_blocks - self.start_blocks
 
 
 @attrs.define(kw_only=True)
@@ -198,12 +215,20 @@ class Result:
 
 
 async def timed(label: str, work: Callable[[], Awaitable[typing.Any]]) -> tuple[float, float, typing.Any]:
+    seconds, rss, value = await timed_peaks(label, work)
+    return seconds, rss.peak_mb, value
+
+
+async def timed_peaks(label: str, work: Callable[[], Awaitable[typing.Any]]) -> tuple[float, PeakRss, typing.Any]:
+    """The work's seconds, its peaks (RSS and live blocks) and its value."""
     with PeakRss() as rss:
         start = time.perf_counter()
         value = await work()
         seconds = time.perf_counter() - start
-    print(f"    {label}: {seconds:.2f} s, peak +{rss.peak_mb:.0f} MB", flush=True)
-    return seconds, rss.peak_mb, value
+    print(
+        f"    {label}: {seconds:.2f} s, peak +{rss.peak_mb:.0f} MB, +{rss.peak_blocks / 1000:,.0f}k blocks", flush=True
+    )
+    return seconds, rss, value
 
 
 # --- databases ------------------------------------------------------------------------------------------

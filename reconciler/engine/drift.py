@@ -35,7 +35,7 @@ _LOGGER: typing.Final = logging.getLogger(__name__)
 # Members compared per step, cache side and database side alike: what the check holds at once is a
 # slice, never the guild. Transient whole-guild snapshots every few seconds left the process's heap
 # fragmented (RSS crept up over a 30-minute soak on 50,000 members while live objects did not).
-_BATCH_SIZE: typing.Final = 10_000
+_BATCH_SIZE: typing.Final = 5_000
 _MEMBERS_ONLY: typing.Final = Scope(user_ids=None, roles=False)
 
 

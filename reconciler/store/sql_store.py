@@ -424,7 +424,7 @@ class SqlStore:
         if user_ids is not None and len(user_ids) > _SCAN_THRESHOLD:
             user_ids = None  # cheaper to read the guild and drop the rest
         rows: list[MemberRow] = []
-        links: list[tuple[int, int]] = []
+        links: Iterable[tuple[int, int]] = ()
         if user_ids is None or user_ids:
             async with self._driver() as driver:
                 rows, links = await self._bulk.read_members(driver, guild_id, user_ids)

@@ -55,7 +55,7 @@ from reconciler.observability.metrics import Metrics
 from reconciler.store import SqlStore, upgrade_database
 from reconciler.store import tables as t
 from reconciler.store.bulk import sqlite_time
-from reconciler.store.connect import SQLITE_PRAGMAS, create_engine
+from reconciler.store.connect import BULK_CACHE_KIB, SQLITE_PRAGMAS, create_engine
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -331,12 +331,12 @@ async def reconcile(reconciler: Reconciler) -> RunReport:
 def sqlite_floor(path: str, desired: GuildSnapshot, *, wal: bool = True) -> None:
     """stdlib sqlite3, one transaction, plain executemany of identical rows.
 
-    `wal`: the store's own pragmas (WAL, synchronous=NORMAL, 64 MiB cache); else sqlite3's defaults
+    `wal`: the store's own pragmas as its writer has them (WAL, synchronous=NORMAL, 64 MiB cache); else sqlite3's defaults
     (rollback journal, synchronous=FULL, 2 MiB cache). Foreign keys on in both, as in the store.
     """
     connection = sqlite3.connect(path, isolation_level=None)
     try:
-        pragmas = SQLITE_PRAGMAS if wal else ("PRAGMA journal_mode=DELETE",)
+        pragmas = (*SQLITE_PRAGMAS, f"PRAGMA cache_size=-{BULK_CACHE_KIB}") if wal else ("PRAGMA journal_mode=DELETE",)
         for pragma in (*pragmas, "PRAGMA foreign_keys=ON"):
             connection.execute(pragma)
         now = sqlite_time(datetime.datetime.now(datetime.UTC))

@@ -14,6 +14,7 @@ import typing
 from reconciler.app import running_app
 from reconciler.config import load_settings, resolve_config_path
 from reconciler.failures import FailureKind, StartupError
+from reconciler.heap import limit_arenas
 from reconciler.observability.logging import configure_logging
 from reconciler.preflight import check_database, require_token
 
@@ -77,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     obs = settings.observability
     token = settings.discord.token.get_secret_value()
     configure_logging(level=obs.log_level, fmt=obs.log_format, secrets=[token])
+    limit_arenas()  # before the database check starts the first driver thread
     try:
         asyncio.run(check_database(settings))
         return asyncio.run(serve_until_signalled(settings))

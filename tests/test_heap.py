@@ -8,7 +8,7 @@ import platform
 import pytest
 from waiting import eventually
 
-from reconciler.heap import HeapTrimmer, fix_mmap_threshold, glibc_malloc_trim
+from reconciler.heap import HeapTrimmer, fix_mmap_threshold, glibc_malloc_trim, limit_arenas
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,3 +46,13 @@ async def test_glibc_trim_is_found_and_callable_here() -> None:
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 async def test_the_mmap_threshold_is_fixed_here() -> None:
     assert fix_mmap_threshold()
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+async def test_the_arenas_are_limited_here_unless_the_operator_set_malloc_arena_max(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_arenas()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not limit_arenas()

@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = [
     "AUTOCHECKPOINT",
     "BULK_AUTOCHECKPOINT",
+    "BULK_CACHE_KIB",
+    "CACHE_KIB",
     "SQLITE_PRAGMAS",
     "create_engine",
     "dialect_of",
@@ -32,6 +34,17 @@ AUTOCHECKPOINT: typing.Final = 10_000
 BULK_AUTOCHECKPOINT: typing.Final = 100_000
 """The same while `Store.apply` writes batches."""
 
+CACHE_KIB: typing.Final = 8 * 1024
+"""Page cache of a pooled connection while it reads or writes a little.
+
+A reader's cache is emptied whenever another connection has committed (WAL), so with gateway
+writes every second it seldom outlives a query; what it held only swelled the process. At 64 MiB a
+connection (the bulk size below), five pooled connections of a 50,000-member soak held up to 32 MiB
+between them and left the driver threads' malloc arenas at their highest (docs/reliability.md).
+"""
+BULK_CACHE_KIB: typing.Final = 64 * 1024
+"""The writer's page cache while a run writes its batches: upserts walk large indexes."""
+
 SQLITE_PRAGMAS: typing.Final = (
     # Readers never block the writer and a commit is one append to the log.
     "PRAGMA journal_mode=WAL",
@@ -43,8 +56,9 @@ SQLITE_PRAGMAS: typing.Final = (
     "PRAGMA journal_size_limit=67108864",
     # Wait for another connection's write instead of failing with "database is locked".
     "PRAGMA busy_timeout=30000",
-    # Bulk upserts walk large indexes: 64 MiB of page cache instead of 2 MiB.
-    "PRAGMA cache_size=-65536",
+    # Each pooled connection has a private page cache. 8 MiB on every one; the writer raises its own
+    # to `BULK_CACHE_KIB` for a run's batches (`SqliteBulk.begin_bulk`).
+    f"PRAGMA cache_size=-{CACHE_KIB}",
     "PRAGMA temp_store=MEMORY",
 )
 

@@ -17,6 +17,7 @@ import pytest
 from reconciler.domain import MemberChange, MemberState
 from reconciler.store import SqlStore
 from reconciler.store.bulk import MemberBatch, SqliteBulk
+from reconciler.store.connect import BULK_CACHE_KIB, CACHE_KIB
 
 if typing.TYPE_CHECKING:
     import pathlib
@@ -143,3 +144,23 @@ async def test_a_batch_abandoned_while_queued_is_never_written(tmp_path: pathlib
     assert queued.cancelled()
     assert running.exception() is None
     assert list(count[0]) == [20_000, 20_000]
+
+
+async def cache_kib(driver: aiosqlite.Connection) -> int:
+    rows = list(await driver.execute_fetchall("PRAGMA cache_size"))
+    return -int(rows[0][0])  # negative: KiB, not pages
+
+
+async def test_only_a_writing_connection_holds_the_large_page_cache(tmp_path: pathlib.Path) -> None:
+    bulk = SqliteBulk()
+    store = await open_store(tmp_path / "store.db")
+    try:
+        async with store._driver() as driver:
+            assert await cache_kib(driver) == CACHE_KIB
+            await bulk.begin_bulk(driver)
+            assert await cache_kib(driver) == BULK_CACHE_KIB
+            await bulk.write_members(driver, GUILD, MemberBatch(creates=members(3000)), NOW)
+            await bulk.end_bulk(driver, 3000)
+            assert await cache_kib(driver) == CACHE_KIB
+    finally:
+        await store.close()

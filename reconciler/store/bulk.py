@@ -421,6 +421,44 @@ _MAX_VARIABLES: typing.Final = 32_000
 """Parameters per statement: below SQLite's limit (32,766 since 3.32)."""
 _PAD_TO: typing.Final = 1024
 """Rows a padded statement is rounded up to (see `SqliteBulk._multirow`)."""
+_MULTIROW_FROM: typing.Final = 32
+"""Fewer rows than this go row by row: see `SqliteBulk._multirow`."""
+
+
+def _row_counts(rows: int, per: int) -> Iterator[int]:
+    """Rows of each statement that writes `rows` rows, at most `per` a statement; the rest go row by row.
+
+    Full statements of `per`; a rest of `_PAD_TO` rows or more (a large run's last) in one; a smaller
+    rest in powers of two from `_PAD_TO` / 2 down to `_MULTIROW_FROM`. So the statements of everyday
+    runs have at most six texts, and at most `_MULTIROW_FROM` - 1 rows are left over.
+    """
+    for _ in range(rows // per):
+        yield per
+    rest = rows % per
+    if rest >= _PAD_TO:
+        yield rest
+        return
+    size = _PAD_TO // 2
+    while size >= _MULTIROW_FROM:
+        if rest >= size:
+            yield size
+            rest -= size
+        size //= 2
+
+
+def _padded(rows: list[tuple[typing.Any, ...]], per: int) -> list[tuple[typing.Any, ...]]:
+    """`rows` with their last row repeated up to a round count: `_PAD_TO`'s multiples in statements of
+    `per` rows, powers of two below `_PAD_TO` (rows fewer than `_MULTIROW_FROM` stay as they are)."""
+    if len(rows) < _MULTIROW_FROM:
+        return rows
+    rest = len(rows) % per
+    if rest >= _PAD_TO:
+        target = min(per, -(-rest // _PAD_TO) * _PAD_TO)
+    elif rest >= _MULTIROW_FROM:
+        target = 1 << (rest - 1).bit_length()
+    else:
+        return rows
+    return rows + [rows[-1]] * (target - rest)
 
 
 @attrs.frozen
@@ -656,16 +694,20 @@ class SqliteBulk(BulkBackend):
         return PreparedBatch(steps=steps)
 
     def _event_steps(self, origin: tuple[typing.Any, ...], flat: list[typing.Any]) -> list[tuple[str, str, typing.Any]]:
-        # Statements of _PAD_TO events (compiled once) and a shorter last one; the values are already
-        # flat, in the statement's order: sliced, not rebuilt.
+        # Statements of _PAD_TO events and round numbers below (see `_multirow`); the values are
+        # already flat, in the statement's order: sliced, not rebuilt.
         if not self.multirow:
             rows = [(*origin, *flat[i : i + EVENT_WIDTH]) for i in range(0, len(flat), EVENT_WIDTH)]
             return [("many", self._EVENTS.one, rows)]
         steps: list[tuple[str, str, typing.Any]] = []
-        chunk = _PAD_TO * EVENT_WIDTH
-        for start in range(0, len(flat), chunk):
-            part = flat[start : start + chunk]
-            steps.append(("one", self._EVENTS.many(len(part) // EVENT_WIDTH), [*origin, *part]))
+        start = 0
+        for count in _row_counts(len(flat) // EVENT_WIDTH, _PAD_TO):
+            part = flat[start : start + count * EVENT_WIDTH]
+            start += count * EVENT_WIDTH
+            steps.append(("one", self._EVENTS.many(count), [*origin, *part]))
+        if start < len(flat):
+            rows = [(*origin, *flat[i : i + EVENT_WIDTH]) for i in range(start, len(flat), EVENT_WIDTH)]
+            steps.append(("many", self._EVENTS.one, rows))
         return steps
 
     def _steps(
@@ -678,17 +720,23 @@ class SqliteBulk(BulkBackend):
     def _multirow(
         self, statement: _Statement, shared: tuple[typing.Any, ...], rows: list[tuple[typing.Any, ...]]
     ) -> Iterator[tuple[str, str, typing.Any]]:
-        # The number of role links differs in every batch, so their last statement would be compiled
-        # anew each time (10 ms for thousands of rows: 2 s of a cold sync of 1M members); a repeated
-        # link is a no-op there (ON CONFLICT DO NOTHING), so that statement is padded to a round size.
-        per = statement.per_statement
-        for start in range(0, len(rows), per):
-            part = rows[start : start + per]
-            if statement is self._ADD_LINKS and len(part) > _PAD_TO:
-                part = part + [part[-1]] * (-len(part) % _PAD_TO)
+        # sqlite3 keeps each connection's last 128 statements compiled, and compiling one of thousands
+        # of rows takes 10 ms: a text for every row count filled each pooled connection's cache with
+        # them (a SQLite soak's floor of SQLite memory grew 0.5 MB a minute) and a cold sync of 1M
+        # members paid 2 s to compile. So a statement holds a round number of rows (`_row_counts`),
+        # and fewer than `_MULTIROW_FROM` go row by row (waiting for the GIL a few times at most).
+        # Role links are padded up to a round number instead: a repeated link is a no-op there.
+        if statement is self._ADD_LINKS:
+            rows = _padded(rows, statement.per_statement)
+        start = 0
+        for count in _row_counts(len(rows), statement.per_statement):
+            part = rows[start : start + count]
+            start += count
             arguments = list(shared)
             arguments.extend(itertools.chain.from_iterable(part))
-            yield ("one", statement.many(len(part)), arguments)
+            yield ("one", statement.many(count), arguments)
+        if start < len(rows):
+            yield ("many", statement.one, [(*shared, *row) for row in rows[start:]])
 
     async def begin_bulk(self, driver: typing.Any) -> None:
         # Every checkpoint fsyncs; during a bulk run checkpoint every ~400 MiB of log instead of 40,

@@ -164,3 +164,51 @@ async def test_only_a_writing_connection_holds_the_large_page_cache(tmp_path: pa
             assert await cache_kib(driver) == CACHE_KIB
     finally:
         await store.close()
+
+
+async def test_everyday_runs_reuse_a_few_statements_whatever_their_size(tmp_path: pathlib.Path) -> None:
+    # sqlite3 keeps 128 compiled statements a connection: one text per row count filled every
+    # pooled connection's cache with the gateway's small runs.
+    bulk = SqliteBulk()
+    texts: set[str] = set()
+    for count in range(1, 700):
+        prepared = await bulk.prepare(GUILD, MemberBatch(creates=members(count)), NOW)
+        texts.update(statement for _, statement, _ in prepared.steps)
+    # Users and members: the one-row statement and 32, 64, ..., 512 rows; links: the one-row statement,
+    # 64, ..., 512 (padded up) and 1024, 2048 (padded to 1024's multiples): 19, where every row count
+    # had its own (some 2,000 texts).
+    assert len(texts) == 19
+    few = await bulk.prepare(GUILD, MemberBatch(creates=members(5)), NOW)
+    assert {kind for kind, _, _ in few.steps} == {"many"}
+
+    # ... and write what many rows a statement write.
+    small = members(7)
+    changes = MemberBatch(
+        updates=[MemberChange(state=attrs.evolve(m, nickname="x"), user_changed=False) for m in small[:3]],
+        leaves=[m.user_id for m in small[3:5]],
+    )
+    tables: list[list[typing.Any]] = []
+    for index, road in enumerate((SqliteBulk(), row_by_row())):
+        store = await open_store(tmp_path / f"{index}.db")
+        try:
+            async with store._driver() as driver:
+                await road.write_members(driver, GUILD, MemberBatch(creates=small), NOW)
+                await road.write_members(driver, GUILD, changes, NOW + datetime.timedelta(hours=1))
+            tables.append(await dump(store))
+        finally:
+            await store.close()
+    assert tables[0] == tables[1]
+    assert len(tables[0]) == 7 + 7 + sum(len(m.role_ids) for m in small)
+
+
+async def test_links_padded_to_a_round_number_stay_under_the_variable_limit(tmp_path: pathlib.Path) -> None:
+    # 16,500 links: a full statement of the most links a statement takes, and a padded rest.
+    many_roles = [attrs.evolve(m, role_ids=frozenset(range(1000, 1005))) for m in members(3300)]
+    store = await open_store(tmp_path / "store.db")
+    try:
+        async with store._driver() as driver:
+            await SqliteBulk().write_members(driver, GUILD, MemberBatch(creates=many_roles), NOW)
+            count = await driver.execute_fetchall("SELECT count(*) FROM member_roles")
+    finally:
+        await store.close()
+    assert list(count[0]) == [16_500]

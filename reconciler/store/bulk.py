@@ -421,16 +421,14 @@ _MAX_VARIABLES: typing.Final = 32_000
 """Parameters per statement: below SQLite's limit (32,766 since 3.32)."""
 _PAD_TO: typing.Final = 1024
 """Rows a padded statement is rounded up to (see `SqliteBulk._multirow`)."""
-_MULTIROW_FROM: typing.Final = 32
-"""Fewer rows than this go row by row: see `SqliteBulk._multirow`."""
 
 
 def _row_counts(rows: int, per: int) -> Iterator[int]:
-    """Rows of each statement that writes `rows` rows, at most `per` a statement; the rest go row by row.
+    """Rows of each statement that writes `rows` rows, at most `per` a statement.
 
     Full statements of `per`; a rest of `_PAD_TO` rows or more (a large run's last) in one; a smaller
-    rest in powers of two from `_PAD_TO` / 2 down to `_MULTIROW_FROM`. So the statements of everyday
-    runs have at most six texts, and at most `_MULTIROW_FROM` - 1 rows are left over.
+    rest in powers of two from `_PAD_TO` / 2 down to 1. So everyday runs use at most ten texts a
+    statement, and never more than ten statements for a rest.
     """
     for _ in range(rows // per):
         yield per
@@ -439,7 +437,7 @@ def _row_counts(rows: int, per: int) -> Iterator[int]:
         yield rest
         return
     size = _PAD_TO // 2
-    while size >= _MULTIROW_FROM:
+    while rest:
         if rest >= size:
             yield size
             rest -= size
@@ -447,17 +445,12 @@ def _row_counts(rows: int, per: int) -> Iterator[int]:
 
 
 def _padded(rows: list[tuple[typing.Any, ...]], per: int) -> list[tuple[typing.Any, ...]]:
-    """`rows` with their last row repeated up to a round count: `_PAD_TO`'s multiples in statements of
-    `per` rows, powers of two below `_PAD_TO` (rows fewer than `_MULTIROW_FROM` stay as they are)."""
-    if len(rows) < _MULTIROW_FROM:
-        return rows
+    """`rows` with their last row repeated up to a round count: to `_PAD_TO`'s multiples in statements
+    of `per` rows, to a power of two below `_PAD_TO`."""
     rest = len(rows) % per
-    if rest >= _PAD_TO:
-        target = min(per, -(-rest // _PAD_TO) * _PAD_TO)
-    elif rest >= _MULTIROW_FROM:
-        target = 1 << (rest - 1).bit_length()
-    else:
+    if not rest:
         return rows
+    target = min(per, -(-rest // _PAD_TO) * _PAD_TO) if rest >= _PAD_TO else 1 << (rest - 1).bit_length()
     return rows + [rows[-1]] * (target - rest)
 
 
@@ -705,9 +698,6 @@ class SqliteBulk(BulkBackend):
             part = flat[start : start + count * EVENT_WIDTH]
             start += count * EVENT_WIDTH
             steps.append(("one", self._EVENTS.many(count), [*origin, *part]))
-        if start < len(flat):
-            rows = [(*origin, *flat[i : i + EVENT_WIDTH]) for i in range(start, len(flat), EVENT_WIDTH)]
-            steps.append(("many", self._EVENTS.one, rows))
         return steps
 
     def _steps(
@@ -723,9 +713,10 @@ class SqliteBulk(BulkBackend):
         # sqlite3 keeps each connection's last 128 statements compiled, and compiling one of thousands
         # of rows takes 10 ms: a text for every row count filled each pooled connection's cache with
         # them (a SQLite soak's floor of SQLite memory grew 0.5 MB a minute) and a cold sync of 1M
-        # members paid 2 s to compile. So a statement holds a round number of rows (`_row_counts`),
-        # and fewer than `_MULTIROW_FROM` go row by row (waiting for the GIL a few times at most).
-        # Role links are padded up to a round number instead: a repeated link is a no-op there.
+        # members paid 2 s to compile. So a statement holds a round number of rows (`_row_counts`);
+        # not row by row below some count: each row would wait for the GIL while the loop parses a
+        # burst (live member updates 15 % slower, measured). Role links are padded up to a round
+        # number instead: a repeated link is a no-op there.
         if statement is self._ADD_LINKS:
             rows = _padded(rows, statement.per_statement)
         start = 0
@@ -735,8 +726,6 @@ class SqliteBulk(BulkBackend):
             arguments = list(shared)
             arguments.extend(itertools.chain.from_iterable(part))
             yield ("one", statement.many(count), arguments)
-        if start < len(rows):
-            yield ("many", statement.one, [(*shared, *row) for row in rows[start:]])
 
     async def begin_bulk(self, driver: typing.Any) -> None:
         # Every checkpoint fsyncs; during a bulk run checkpoint every ~400 MiB of log instead of 40,

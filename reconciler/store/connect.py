@@ -39,8 +39,8 @@ CACHE_KIB: typing.Final = 8 * 1024
 
 A reader's cache is emptied whenever another connection has committed (WAL), so with gateway
 writes every second it seldom outlives a query; what it held only swelled the process. At 64 MiB a
-connection (the bulk size below), five pooled connections of a 50,000-member soak held up to 32 MiB
-between them and left the driver threads' malloc arenas at their highest (docs/reliability.md).
+connection (the bulk size below), SQLite's memory in a 50,000-member soak peaked at 28-48 MB and the
+driver threads' malloc arenas kept those peaks (docs/reliability.md, session 9).
 """
 BULK_CACHE_KIB: typing.Final = 64 * 1024
 """The writer's page cache while a run writes its batches: upserts walk large indexes."""

@@ -198,7 +198,7 @@ async def test_everyday_runs_reuse_a_few_statements_whatever_their_size(tmp_path
     assert len(tables[0]) == 7 + 7 + sum(len(m.role_ids) for m in small)
 
 
-async def test_links_padded_to_a_round_number_stay_under_the_variable_limit(tmp_path: pathlib.Path) -> None:
+async def test_many_links_padded_to_a_round_number_are_each_written_once(tmp_path: pathlib.Path) -> None:
     # 16,500 links: a full statement of the most links a statement takes, and a padded rest.
     many_roles = [attrs.evolve(m, role_ids=frozenset(range(1000, 1005))) for m in members(3300)]
     store = await open_store(tmp_path / "store.db")

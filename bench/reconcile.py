@@ -331,8 +331,9 @@ async def reconcile(reconciler: Reconciler) -> RunReport:
 def sqlite_floor(path: str, desired: GuildSnapshot, *, wal: bool = True) -> None:
     """stdlib sqlite3, one transaction, plain executemany of identical rows.
 
-    `wal`: the store's own pragmas as its writer has them (WAL, synchronous=NORMAL, 64 MiB cache); else sqlite3's defaults
-    (rollback journal, synchronous=FULL, 2 MiB cache). Foreign keys on in both, as in the store.
+    `wal`: the store's own pragmas as its writer has them (WAL, synchronous=NORMAL, 64 MiB cache);
+    else sqlite3's defaults (rollback journal, synchronous=FULL, 2 MiB cache). Foreign keys on in both,
+    as in the store.
     """
     connection = sqlite3.connect(path, isolation_level=None)
     try:

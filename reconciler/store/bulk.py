@@ -427,8 +427,8 @@ def _row_counts(rows: int, per: int) -> Iterator[int]:
     """Rows of each statement that writes `rows` rows, at most `per` a statement.
 
     Full statements of `per`; a rest of `_PAD_TO` rows or more (a large run's last) in one; a smaller
-    rest in powers of two from `_PAD_TO` / 2 down to 1. So everyday runs use at most ten texts a
-    statement, and never more than ten statements for a rest.
+    rest in powers of two from `_PAD_TO` / 2 down to 1. So everyday runs use at most eleven texts a
+    statement (the full one and ten powers of two), and never more than ten statements for a rest.
     """
     for _ in range(rows // per):
         yield per

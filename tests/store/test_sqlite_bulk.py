@@ -178,7 +178,7 @@ async def test_everyday_runs_reuse_a_few_statements_whatever_their_size(tmp_path
     # 1024's multiples): 32 at most, where every row count had its own (1,911 texts).
     assert len(texts) <= 32
 
-    # ... and write what many rows a statement write.
+    # ... and the round statements store exactly what the row-by-row road stores.
     small = members(7)
     changes = MemberBatch(
         updates=[MemberChange(state=attrs.evolve(m, nickname="x"), user_changed=False) for m in small[:3]],
